@@ -1,0 +1,43 @@
+# image-clone: the two commands that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help bootstrap binaries lab-up lab-down lab-status demo test test-unit test-integration
+
+help:
+	@echo "make demo        bring the local lab up and run image-clone's main job on it"
+	@echo "make test        install everything, then run every test suite"
+	@echo "make lab-up | lab-down | lab-status"
+
+bootstrap:
+	@hack/bootstrap.sh
+
+binaries: bootstrap
+	@$(PYTHON) -c 'from lab.binaries import ensure_binaries; print("lab binaries:", ensure_binaries())'
+
+lab-up: binaries
+	@$(PYTHON) -m lab up
+
+lab-down:
+	@$(PYTHON) -m lab down
+
+lab-status:
+	@$(PYTHON) -m lab status
+
+demo: lab-up
+	@$(PYTHON) hack/demo.py
+
+# pytest-ansible links the collection under collections/ once; refresh it so new
+# top-level folders are visible to the tests.
+test: binaries
+	@rm -rf collections
+	@$(PYTHON) -m pytest
+
+test-unit: bootstrap
+	@rm -rf collections
+	@$(PYTHON) -m pytest tests/unit
+
+test-integration: binaries
+	@rm -rf collections
+	@$(PYTHON) -m pytest tests/integration

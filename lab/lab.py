@@ -1,0 +1,360 @@
+"""The local lab: etcd, kube-apiserver, kube-controller-manager and two registries on loopback.
+
+State lives in one directory (``$IMAGECLONE_LAB_DIR``, default ``<repo>/.lab``):
+certificates, kubeconfigs, etcd data, registry storage, logs and ``lab.json``,
+which records the ports and the digests of the seeded images.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab.binaries import ensure_binaries, kubernetes_version
+from lab.images import SEED_IMAGES, ImageSpec, OciLayout
+from lab.pki import CertificateAuthority, Identity
+from lab.processes import Daemons, free_port, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+BACKUP_USER = "imageclone"
+APISERVER_HOSTS = (
+    "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local", "10.96.0.1",
+)
+# Bring-up order; teardown runs in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "registry-source", "registry-backup")
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("IMAGECLONE_LAB_DIR", REPO / ".lab")).resolve()
+
+
+@dataclass
+class LabConfig:
+    """What a running lab is: persisted as ``lab.json`` so every tool finds the same ports."""
+
+    kubernetes_version: str
+    bin_dir: str
+    ports: dict[str, int]
+    seeds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def source_registry(self) -> str:
+        return f"127.0.0.1:{self.ports['registry-source']}"
+
+    @property
+    def backup_registry(self) -> str:
+        return f"127.0.0.1:{self.ports['registry-backup']}"
+
+    @property
+    def apiserver_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+
+class Lab:
+    """One lab instance rooted at ``state``."""
+
+    def __init__(self, state: Path | None = None) -> None:
+        self.state = state or default_state_dir()
+        self.daemons = Daemons(self.state)
+        self.pki_dir = self.state / "pki"
+        self.certs_dir = self.state / "certs.d"
+        self.kubeconfig = self.state / "kubeconfig"
+        self.limited_kubeconfig = self.state / "kubeconfig-limited"
+        self.backup_authfile = self.state / "backup-auth.json"
+        self.backup_password_file = self.state / "backup-password"
+        self._config_file = self.state / "lab.json"
+
+    # -- configuration -------------------------------------------------------------
+
+    @property
+    def config(self) -> LabConfig:
+        try:
+            return LabConfig(**json.loads(self._config_file.read_text()))
+        except FileNotFoundError:
+            raise RuntimeError(f"no lab in {self.state}: run 'make lab-up' (python -m lab up) first") from None
+
+    def _save(self, config: LabConfig) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._config_file.write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+
+    def _load_or_create(self, bin_dir: Path) -> LabConfig:
+        if self._config_file.exists():
+            config = self.config
+            config.bin_dir = str(bin_dir)
+            return config
+        ports = {name: free_port() for name in (*COMPONENTS, "etcd-peer")}
+        return LabConfig(kubernetes_version=kubernetes_version(), bin_dir=str(bin_dir), ports=ports)
+
+    def ca_cert(self) -> Path:
+        return self.pki_dir / "ca.crt"
+
+    def backup_password(self) -> str:
+        return self.backup_password_file.read_text().strip()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def up(self) -> LabConfig:
+        """Start whatever is not running yet, seed the source registry once, return the config."""
+        config = self._load_or_create(ensure_binaries())
+        self._save(config)
+        identities = self._pki()
+        bin_dir = Path(config.bin_dir)
+        self._ensure_etcd(config, bin_dir)
+        self._ensure_apiserver(config, bin_dir, identities)
+        self._ensure_controller_manager(config, bin_dir)
+        self._ensure_registry("registry-source", config, identities["registry"], authenticated=False)
+        self._ensure_registry("registry-backup", config, identities["registry"], authenticated=True)
+        if not config.seeds:
+            config.seeds = self.push_images(SEED_IMAGES)
+            self._save(config)
+        (self.state / "env.sh").write_text("\n".join(self.env_lines()) + "\n")
+        return config
+
+    def down(self) -> None:
+        """Stop every component and remove the lab's state."""
+        for name in reversed(COMPONENTS):
+            self.daemons.stop(name)
+        if self.state.exists():
+            shutil.rmtree(self.state)
+
+    def status(self) -> dict[str, str]:
+        """Each component: ``running (pid N)`` or ``stopped``."""
+        result = {}
+        for name in COMPONENTS:
+            pid = self.daemons.pid(name)
+            result[name] = f"running (pid {pid})" if pid else "stopped"
+        return result
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component and keep its state (for fault tests); ``up`` starts it again."""
+        self.daemons.stop(name)
+
+    def env_lines(self) -> list[str]:
+        """Shell exports that point kubectl, skopeo and the product at this lab."""
+        config = self.config
+        values = {
+            "KUBECONFIG": self.kubeconfig,
+            "IMAGECLONE_LAB_DIR": self.state,
+            "IMAGECLONE_SOURCE_REGISTRY": config.source_registry,
+            "IMAGECLONE_BACKUP_REGISTRY": config.backup_registry,
+            "IMAGECLONE_CA_CERT": self.ca_cert(),
+            "IMAGECLONE_CERTS_DIR": self.certs_dir,
+            "IMAGECLONE_BACKUP_AUTHFILE": self.backup_authfile,
+            "PATH": f"{config.bin_dir}:{os.environ.get('PATH', '')}",
+        }
+        return [f"export {key}='{value}'" for key, value in values.items()]
+
+    # -- components ----------------------------------------------------------------
+
+    def _pki(self) -> dict[str, Identity]:
+        ca = CertificateAuthority(self.pki_dir)
+        self.certs_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ca.cert_path, self.certs_dir / "ca.crt")
+        return {
+            "apiserver": ca.issue("apiserver", "kube-apiserver", hosts=APISERVER_HOSTS),
+            "registry": ca.issue("registry", "lab-registry", hosts=("127.0.0.1", "localhost")),
+            "admin": ca.issue("admin", "lab-admin", organization="system:masters", client=True),
+            "limited": ca.issue("limited", "lab-limited", client=True),
+            "controller-manager": ca.issue("controller-manager", "system:kube-controller-manager", client=True),
+            "service-accounts": ca.service_account_keys(),
+        }
+
+    def _ensure_etcd(self, config: LabConfig, bin_dir: Path) -> None:
+        name = "etcd"
+        if self.daemons.pid(name):
+            return
+        client = f"http://127.0.0.1:{config.ports['etcd']}"
+        peer = f"http://127.0.0.1:{config.ports['etcd-peer']}"
+        self.daemons.start(name, [
+            str(bin_dir / "etcd"), "--name=lab", f"--data-dir={self.state / 'etcd'}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=lab={peer}", "--log-level=warn",
+            # A lab on one disk: durability across power loss is not worth the fsync latency.
+            "--unsafe-no-fsync",
+        ])
+        wait_until(lambda: _http_ok(f"{client}/health"), name, 60, self.daemons.log_file(name))
+
+    def _ensure_apiserver(self, config: LabConfig, bin_dir: Path, ids: dict[str, Identity]) -> None:
+        name = "kube-apiserver"
+        if not self.daemons.pid(name):
+            self.daemons.start(name, [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{config.ports['etcd']}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={config.ports[name]}",
+                f"--tls-cert-file={ids['apiserver'].cert}", f"--tls-private-key-file={ids['apiserver'].key}",
+                f"--client-ca-file={self.ca_cert()}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={ids['service-accounts'].cert}",
+                f"--service-account-signing-key-file={ids['service-accounts'].key}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                # Endpoints may not hold a loopback address, so the 'kubernetes' service is left alone.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ])
+        self._write_kubeconfig(self.kubeconfig, config, ids["admin"], "lab-admin")
+        self._write_kubeconfig(self.limited_kubeconfig, config, ids["limited"], "lab-limited")
+        self._write_kubeconfig(self.state / "kubeconfig-controller-manager", config,
+                               ids["controller-manager"], "kube-controller-manager")
+        context = _client_tls(self.ca_cert(), ids["admin"])
+        wait_until(lambda: _http_ok(f"{config.apiserver_url}/readyz", context), name, 120,
+                   self.daemons.log_file(name))
+
+    def _ensure_controller_manager(self, config: LabConfig, bin_dir: Path) -> None:
+        name = "kube-controller-manager"
+        if self.daemons.pid(name):
+            return
+        kubeconfig = self.state / "kubeconfig-controller-manager"
+        self.daemons.start(name, [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={config.ports[name]}",
+            f"--cert-dir={self.state / 'controller-manager'}",
+            "--leader-elect=false", "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
+            f"--root-ca-file={self.ca_cert()}",
+            "--cluster-name=image-clone-lab",
+        ])
+        # The controller manager is useful once it has created the default service account.
+        wait_until(lambda: self._kubectl_ok("get", "serviceaccount", "default", "-n", "default"),
+                   name, 90, self.daemons.log_file(name))
+
+    def _ensure_registry(self, name: str, config: LabConfig, tls: Identity, authenticated: bool) -> None:
+        if self.daemons.pid(name):
+            return
+        directory = self.state / name
+        directory.mkdir(parents=True, exist_ok=True)
+        settings: dict = {
+            "version": 0.1,
+            "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(directory / "data")},
+                "delete": {"enabled": True},
+            },
+            "http": {
+                "addr": f"127.0.0.1:{config.ports[name]}",
+                "secret": secrets.token_hex(16),
+                "tls": {"certificate": str(tls.cert), "key": str(tls.key)},
+            },
+        }
+        if authenticated:
+            settings["auth"] = {"htpasswd": {"realm": "image-clone-backup", "path": str(self._htpasswd(directory, config))}}
+        config_file = directory / "config.yml"
+        config_file.write_text(yaml.safe_dump(settings))
+        self.daemons.start(name, ["docker-registry", "serve", str(config_file)])
+        url = f"https://127.0.0.1:{config.ports[name]}/v2/"
+        context = ssl.create_default_context(cafile=str(self.ca_cert()))
+        wait_until(lambda: _http_status(url, context) in (200, 401), name, 30, self.daemons.log_file(name))
+
+    def _htpasswd(self, directory: Path, config: LabConfig) -> Path:
+        """Create the backup registry's only user and an auth file clients can read it from."""
+        path = directory / "htpasswd"
+        if path.exists() and self.backup_password_file.exists():
+            return path
+        password = secrets.token_urlsafe(24)
+        # The password goes through stdin, never argv.
+        subprocess.run(["htpasswd", "-B", "-i", "-c", str(path), BACKUP_USER],
+                       input=password.encode(), check=True, capture_output=True)
+        _write_private(self.backup_password_file, password + "\n")
+        token = base64.b64encode(f"{BACKUP_USER}:{password}".encode()).decode()
+        _write_private(self.backup_authfile,
+                       json.dumps({"auths": {config.backup_registry: {"auth": token}}}, indent=2))
+        return path
+
+    # -- images ----------------------------------------------------------------------
+
+    def push_images(self, specs: tuple[ImageSpec, ...], parallel: int = 4) -> dict[str, str]:
+        """Generate ``specs`` and push them to the source registry; return ``repo:tag`` -> digest."""
+        registry = self.config.source_registry
+        with tempfile.TemporaryDirectory(prefix="oci-", dir=self.state) as tmp:
+            layout = OciLayout(Path(tmp))
+            digests = {spec.ref_name: layout.add(spec) for spec in specs}
+
+            def push(spec: ImageSpec) -> None:
+                self.skopeo("copy", "--all", "--preserve-digests", "--retry-times=2",
+                            f"--dest-cert-dir={self.certs_dir}",
+                            f"oci:{tmp}:{spec.ref_name}", f"docker://{registry}/{spec.ref_name}")
+
+            with ThreadPoolExecutor(parallel) as pool:
+                list(pool.map(push, specs))
+        return digests
+
+    def delete_source_tag(self, ref_name: str) -> None:
+        """Delete ``repo:tag`` from the source registry, as an upstream owner would."""
+        self.skopeo("delete", f"--cert-dir={self.certs_dir}", f"docker://{self.config.source_registry}/{ref_name}")
+
+    def source_image(self, ref_name: str) -> str:
+        """The full reference of a seeded image, e.g. ``127.0.0.1:PORT/library/nginx:1.27``."""
+        return f"{self.config.source_registry}/{ref_name}"
+
+    def skopeo(self, *args: str) -> str:
+        result = subprocess.run(["skopeo", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"skopeo {args[0]} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    # -- helpers -------------------------------------------------------------------
+
+    def kubectl(self, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(Path(self.config.bin_dir) / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
+            capture_output=True, text=True,
+        )
+
+    def _kubectl_ok(self, *args: str) -> bool:
+        return self.kubectl(*args).returncode == 0
+
+    def _write_kubeconfig(self, path: Path, config: LabConfig, identity: Identity, user: str) -> None:
+        document = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "image-clone-lab", "cluster": {
+                "server": config.apiserver_url, "certificate-authority": str(self.ca_cert())}}],
+            "users": [{"name": user, "user": {
+                "client-certificate": str(identity.cert), "client-key": str(identity.key)}}],
+            "contexts": [{"name": user, "context": {"cluster": "image-clone-lab", "user": user}}],
+            "current-context": user,
+        }
+        _write_private(path, yaml.safe_dump(document))
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _client_tls(ca: Path, identity: Identity) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(identity.cert), str(identity.key))
+    return context
+
+
+def _http_status(url: str, context: ssl.SSLContext | None = None) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    return _http_status(url, context) == 200

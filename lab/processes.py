@@ -1,0 +1,111 @@
+"""Detached lab daemons: started in their own session, tracked by pid files, logged to files."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+
+class Daemons:
+    """Start, stop and inspect the lab's long-running processes under ``state/run``."""
+
+    def __init__(self, state: Path) -> None:
+        self.run_dir = state / "run"
+        self.log_dir = state / "logs"
+
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of ``name`` if it is alive, else None."""
+        try:
+            pid = int(self._pid_file(name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+        """Start ``argv`` detached (its own process group, output appended to its log)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file(name), "ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+        self._pid_file(name).write_text(str(process.pid))
+        return process.pid
+
+    def stop(self, name: str, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
+        """Signal ``name``'s process group and wait for it; SIGKILL if it lingers."""
+        pid = self.pid(name)
+        if pid is not None:
+            _signal_group(pid, sig)
+            if not _wait_gone(pid, timeout):
+                _signal_group(pid, signal.SIGKILL)
+                _wait_gone(pid, 5.0)
+        self._pid_file(name).unlink(missing_ok=True)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # Reap it if it is our child (a test that started it); otherwise just probe.
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float, log_file: Path | None = None) -> None:
+    """Poll ``check`` until it is true; on timeout raise with the tail of the component's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    tail = ""
+    if log_file and log_file.exists():
+        tail = "\n--- last lines of " + str(log_file) + " ---\n" + "\n".join(
+            log_file.read_text(errors="replace").splitlines()[-25:]
+        )
+    raise TimeoutError(f"{what} was not ready after {timeout:.0f}s{tail}")
