@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -303,6 +304,14 @@ class Lab:
         """The full reference of a seeded image, e.g. ``127.0.0.1:PORT/library/nginx:1.27``."""
         return f"{self.config.source_registry}/{ref_name}"
 
+    def registry_requests(self, name: str) -> list[RegistryRequest]:
+        """Every request ``registry-source`` or ``registry-backup`` logged so far, oldest first."""
+        log = self.daemons.log_file(name)
+        if not log.exists():
+            return []
+        return [RegistryRequest(m["method"], m["path"], int(m["status"]))
+                for m in _ACCESS_LOG.finditer(log.read_text(errors="replace"))]
+
     def skopeo(self, *args: str) -> str:
         result = subprocess.run(["skopeo", *args], capture_output=True, text=True)
         if result.returncode != 0:
@@ -332,6 +341,18 @@ class Lab:
             "current-context": user,
         }
         _write_private(path, yaml.safe_dump(document))
+
+
+_ACCESS_LOG = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ', re.M)
+
+
+@dataclass(frozen=True)
+class RegistryRequest:
+    """One line of a registry's access log."""
+
+    method: str
+    path: str
+    status: int
 
 
 def _write_private(path: Path, text: str) -> None:
