@@ -89,7 +89,10 @@ class Lab:
 
     def _save(self, config: LabConfig) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
-        self._config_file.write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+        # Atomic, so concurrent readers (parallel test workers) never see half a file.
+        staging = self._config_file.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+        staging.replace(self._config_file)
 
     def _load_or_create(self, bin_dir: Path) -> LabConfig:
         if self._config_file.exists():

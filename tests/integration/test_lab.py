@@ -9,6 +9,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from lab.binaries import kubernetes_version
+from builders import eventually
 from lab.images import DIGEST_REFERENCED, OCI_INDEX, SEED_IMAGES, VANISHING
 
 
@@ -50,24 +51,28 @@ def test_rbac_is_enforced_for_the_limited_identity(lab, kube, namespace):
 
 def test_controller_manager_reconciles_deployments(lab, kube, namespace):
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, _deployment("web", lab.source_image("library/nginx:1.27")))
-    _eventually(lambda: client.AppsV1Api(kube).list_namespaced_replica_set(namespace).items,
+    eventually(lambda: client.AppsV1Api(kube).list_namespaced_replica_set(namespace).items,
                 "a ReplicaSet owned by the Deployment")
 
 
 def test_source_registry_holds_the_seeded_images(lab):
     config = lab.config
     assert set(config.seeds) == {spec.ref_name for spec in SEED_IMAGES}
+    # The demo deletes this tag upstream on purpose; pushing it again restores the same digest.
+    assert lab.push_images(tuple(s for s in SEED_IMAGES if s.ref_name == VANISHING)) == {
+        VANISHING: config.seeds[VANISHING]}
     for ref_name, digest in config.seeds.items():
         inspected = lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"docker://{lab.source_image(ref_name)}")
         manifest = json.loads(inspected)
         assert manifest["schemaVersion"] == 2
+        assert lab.skopeo("inspect", "--format={{.Digest}}", f"--cert-dir={lab.certs_dir}",
+                          f"docker://{lab.source_image(ref_name)}").strip() == digest
     nginx = json.loads(lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}",
                                   f"docker://{lab.source_image('library/nginx:1.27')}"))
     assert nginx["mediaType"] == OCI_INDEX
     assert {m["platform"]["architecture"] for m in nginx["manifests"]} == {"amd64", "arm64"}
     by_digest = lab.source_image(DIGEST_REFERENCED).rsplit(":", 1)[0] + "@" + config.seeds[DIGEST_REFERENCED]
     lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"docker://{by_digest}")
-    assert VANISHING in config.seeds
 
 
 def test_backup_registry_requires_its_credentials(lab):
@@ -123,15 +128,3 @@ def _client_for(kubeconfig):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(kubeconfig))
-
-
-def _eventually(probe, what: str, timeout: float = 30.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,155 @@
+"""The backup service: make sure images are in the backup registry, verified by digest.
+
+For each distinct source image it HEADs the source and the backup (never a
+manifest GET), copies with skopeo only when the backup is absent or differs,
+then HEADs the backup again and requires the source digest. Work runs in a
+bounded thread pool, bounded per source registry too, and a copy requested
+twice at once runs once.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ansible_collections.imageclone.backup.plugins.module_utils.concurrency import KeyedLimiter, SingleFlight
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
+from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
+    NamingPolicy,
+    backup_reference,
+    is_backup_reference,
+    pinned_reference,
+    versioned_backup_reference,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference
+from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
+    ManifestInfo,
+    RegistryClient,
+    RegistryError,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import CopyError, Skopeo
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Tuning of one backup run: pinning, parallelism, check mode (``dry_run``), and
+    ``copy=False`` to only verify (an absent backup is then ``missing``, never copied)."""
+
+    pin: bool = True
+    parallel: int = 8
+    per_registry: int = 4
+    dry_run: bool = False
+    copy: bool = True
+
+
+class BackupService:
+    """Ensures images exist in the backup registry under ``policy``'s names."""
+
+    def __init__(
+        self,
+        registry: RegistryClient,
+        skopeo: Skopeo,
+        credentials: CredentialStore,
+        policy: NamingPolicy,
+        settings: BackupSettings = BackupSettings(),
+    ) -> None:
+        self._registry = registry
+        self._skopeo = skopeo
+        self._credentials = credentials
+        self.policy = policy
+        self.settings = settings
+        self._flight: SingleFlight[BackupOutcome] = SingleFlight()
+        self._per_registry = KeyedLimiter(settings.per_registry)
+
+    def ensure_all(self, images: Mapping[str, ImageReference]) -> dict[str, BackupOutcome]:
+        """Ensure every image; the result maps each key of ``images`` to its outcome.
+
+        Keys are the image strings as written in workloads; several keys that
+        normalize to the same source share one check and one copy.
+        """
+        distinct = {str(ref): ref for ref in images.values()}
+        workers = max(1, min(self.settings.parallel, len(distinct)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
+            outcomes = dict(zip(distinct, pool.map(self.ensure, distinct.values())))
+        return {key: _as_written(key, outcomes[str(ref)]) for key, ref in images.items()}
+
+    def ensure(self, source: ImageReference) -> BackupOutcome:
+        """Ensure one image is in the backup registry and verified; never raises for registry trouble."""
+        return self._flight.do(str(source), lambda: self._ensure(source))
+
+    def _ensure(self, source: ImageReference) -> BackupOutcome:
+        if is_backup_reference(source, self.policy):
+            return self._verify_backup(source)
+        try:
+            upstream = self._registry.head_manifest(source)
+            wanted = upstream.digest if upstream else source.digest
+            backup, stored = self._backup_slot(source, wanted)
+        except RegistryError as error:
+            return _failed(source, str(error))
+        if upstream is None:
+            # The disaster the product exists for: upstream is gone, the backup still serves it.
+            if stored is not None and wanted in (None, stored.digest):
+                return self._outcome(source, backup, stored.digest, "present", "no longer exists upstream")
+            return BackupOutcome(str(source), None, None, "missing",
+                                 f"{source} does not exist in {source.registry} and has no backup")
+        if stored is not None and stored.digest == upstream.digest:
+            return self._outcome(source, backup, upstream.digest, "present")
+        if not self.settings.copy:
+            return BackupOutcome(str(source), None, None, "missing", f"{source} is not backed up yet")
+        if self.settings.dry_run:
+            return self._outcome(source, backup, upstream.digest, "copied", "check mode: would copy")
+        return self._copy(source, backup, upstream)
+
+    def _backup_slot(self, source: ImageReference, digest: str | None) -> tuple[ImageReference, ManifestInfo | None]:
+        """Where ``source`` at ``digest`` is (or goes) in the backup, and what is stored there now.
+
+        The plain backup tag is used unless it already holds other content (the
+        upstream tag moved): that tag is never moved, because workloads pinned to
+        its digest would then point at an untagged manifest that garbage
+        collection may delete. The new content gets a digest-qualified tag.
+        """
+        plain = backup_reference(source, self.policy)
+        stored = self._registry.head_manifest(plain.without_digest())
+        if stored is None or digest is None or stored.digest == digest:
+            return plain, stored
+        versioned = versioned_backup_reference(source, digest, self.policy)
+        return versioned, self._registry.head_manifest(versioned.without_digest())
+
+    def _copy(self, source: ImageReference, backup: ImageReference, upstream: ManifestInfo) -> BackupOutcome:
+        try:
+            with self._per_registry.hold(source.registry):
+                # Copy the digest just seen, so a tag moving meanwhile cannot swap the content.
+                self._skopeo.copy(source.with_digest(upstream.digest), backup, self._credentials)
+            copied = self._registry.head_manifest(backup.without_digest())
+        except CopyError as error:
+            return BackupOutcome(str(source), None, None, "missing" if error.missing else "failed", str(error))
+        except RegistryError as error:
+            return _failed(source, f"copied, but the backup could not be verified: {error}")
+        if copied is None or copied.digest != upstream.digest:
+            found = copied.digest if copied else "nothing"
+            return _failed(source, f"backup {backup.without_digest()} has {found}, expected {upstream.digest}")
+        return self._outcome(source, backup, upstream.digest, "copied")
+
+    def _verify_backup(self, backup: ImageReference) -> BackupOutcome:
+        try:
+            stored = self._registry.head_manifest(backup)
+        except RegistryError as error:
+            return _failed(backup, str(error))
+        if stored is None:
+            return BackupOutcome(str(backup), None, None, "missing", f"backup {backup} no longer exists")
+        return BackupOutcome(str(backup), str(backup), stored.digest, "present", None)
+
+    def _outcome(
+        self, source: ImageReference, backup: ImageReference, digest: str, state: str, reason: str | None = None
+    ) -> BackupOutcome:
+        pinned = pinned_reference(backup.without_digest(), digest, pin=self.settings.pin)
+        return BackupOutcome(str(source), pinned, digest, state, reason)
+
+
+def _failed(source: ImageReference, reason: str) -> BackupOutcome:
+    return BackupOutcome(str(source), None, None, "failed", reason)
+
+
+def _as_written(key: str, outcome: BackupOutcome) -> BackupOutcome:
+    return BackupOutcome(key, outcome.backup, outcome.digest, outcome.state, outcome.reason)

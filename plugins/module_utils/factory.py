@@ -1,0 +1,110 @@
+"""Build the engine's services from plain options, the same way for modules and the controller.
+
+Option names are those of the Ansible modules (``backup_registry``,
+``backup_username``...). Credentials come from the backup auth file, then the
+explicit username/password (which win for the backup registry), plus an
+optional auth file for private source registries.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import Credential, CredentialStore
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, PullSecret, Scope
+from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
+from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
+from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
+
+DEFAULT_USER_AGENT = "image-clone"
+
+
+@dataclass(frozen=True, repr=False)
+class BackupOptions:
+    """Where and how to back up; ``repr`` never shows the password."""
+
+    backup_registry: str
+    naming: str = "flat"
+    backup_username: str | None = None
+    backup_password: str | None = None
+    backup_authfile: str | None = None
+    source_authfile: str | None = None
+    certs_dir: str | None = None
+    insecure_registries: tuple[str, ...] = ()
+    pin: bool = True
+    parallel: int = 8
+    per_registry: int = 4
+    copy_timeout: int = 600
+    retry_times: int = 3
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> BackupOptions:
+        """Options from a mapping (module params); unknown keys are ignored, ``None`` means default."""
+        known = set(cls.__dataclass_fields__)
+        given = {key: value for key, value in params.items() if key in known and value is not None}
+        if "insecure_registries" in given:
+            given["insecure_registries"] = tuple(given["insecure_registries"])
+        return cls(**given)
+
+    def __repr__(self) -> str:
+        return f"BackupOptions(backup_registry={self.backup_registry!r}, naming={self.naming!r})"
+
+    @property
+    def policy(self) -> NamingPolicy:
+        return NamingPolicy(self.naming, self.backup_registry)  # type: ignore[arg-type]
+
+    def credentials(self) -> CredentialStore:
+        """Source credentials, then the backup auth file, then the explicit backup login (last wins)."""
+        store = CredentialStore()
+        if self.source_authfile:
+            store = store.merged(CredentialStore.from_authfile(self.source_authfile))
+        if self.backup_authfile:
+            store = store.merged(CredentialStore.from_authfile(self.backup_authfile))
+        if self.backup_username and self.backup_password:
+            store = store.with_credential(self.policy.target_registry,
+                                          Credential(self.backup_username, self.backup_password))
+        return store
+
+    def pull_secret(self, name: str) -> PullSecret:
+        """The pull secret workloads need for the backup registry; ``ValueError`` without a login."""
+        credential = self.credentials().lookup(self.policy.target_registry)
+        if credential is None or not credential.has_password:
+            raise ValueError(f"a pull secret needs a username and password for {self.policy.target_registry}")
+        return PullSecret(self.policy.target_registry, credential.username, credential.password, name)
+
+
+def backup_service(options: BackupOptions, *, dry_run: bool = False, copy: bool = True) -> BackupService:
+    """A ``BackupService`` for ``options`` (``copy=False``: verify only, never copy)."""
+    store = options.credentials()
+    certs_dir = Path(options.certs_dir) if options.certs_dir else None
+    insecure = frozenset(options.insecure_registries)
+    registry = RegistryClient(store, certs_dir=certs_dir, insecure_registries=insecure,
+                              user_agent=DEFAULT_USER_AGENT, pool_size=max(16, options.parallel * 2))
+    skopeo = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
+                    timeout=float(options.copy_timeout))
+    settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
+                              dry_run=dry_run, copy=copy)
+    return BackupService(registry, skopeo, store, options.policy, settings)
+
+
+def kube_api(connection: Mapping[str, Any]) -> KubeApi:
+    """A ``KubeApi`` from kubernetes.core-style connection options (``K8S_AUTH_*`` fallbacks)."""
+    return KubeApi(new_api_client(connection))
+
+
+def migration(
+    connection: Mapping[str, Any],
+    options: BackupOptions,
+    scope: Scope,
+    *,
+    dry_run: bool = False,
+    copy: bool = True,
+    pull_secret_name: str | None = None,
+) -> Migration:
+    """The whole pipeline for one cluster."""
+    pull_secret = options.pull_secret(pull_secret_name) if pull_secret_name else None
+    return Migration(kube_api(connection), backup_service(options, dry_run=dry_run, copy=copy), scope, pull_secret)

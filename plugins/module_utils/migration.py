@@ -1,0 +1,227 @@
+"""One migration pass over a cluster: discover, back up, then rewrite what is verified.
+
+The Ansible modules, the migration playbook and the controller all go through
+this service, so they make the same decisions: a workload is rewritten only
+when every one of its images is verified in the backup registry, and a
+converged workload costs no write.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError
+from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
+    BackupOutcome,
+    images_to_back_up,
+    plan_workload,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import (
+    DEFAULT_SECRET_NAME,
+    PullSecretError,
+    ensure_pull_secret,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
+    ImageReference,
+    InvalidReference,
+    parse_reference,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import (
+    RewriteError,
+    RewriteResult,
+    apply,
+    original_images,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
+    KINDS,
+    DiscoveryResult,
+    Kind,
+    Skipped,
+    Workload,
+    discover,
+)
+
+WorkloadState = Literal["rewritten", "unchanged", "blocked", "failed"]
+WORKLOAD_STATES: Final = ("rewritten", "unchanged", "blocked", "failed")
+IMAGE_STATES: Final = ("copied", "present", "restored", "missing", "failed")
+
+
+@dataclass(frozen=True, repr=False)
+class PullSecret:
+    """Credentials workloads need to pull from a private backup registry (repr hides them)."""
+
+    registry: str
+    username: str
+    password: str
+    name: str = DEFAULT_SECRET_NAME
+
+    def __repr__(self) -> str:
+        return f"PullSecret(registry={self.registry!r}, name={self.name!r})"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which workloads a pass looks at."""
+
+    kinds: tuple[Kind, ...] = tuple(KINDS.values())
+    namespaces: tuple[str, ...] | None = None
+    ignore_namespaces: tuple[str, ...] = ()
+    skip_gitops: bool = False
+
+    @classmethod
+    def of(cls, kinds: Iterable[str] | None = None, **fields: Any) -> Scope:
+        """A scope from kind names; raises ``ValueError`` naming an unknown kind."""
+        names = list(kinds) if kinds else list(KINDS)
+        unknown = [name for name in names if name not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown workload kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
+        return cls(kinds=tuple(KINDS[name] for name in names), **fields)
+
+
+@dataclass(frozen=True)
+class WorkloadReport:
+    """What a pass did to one workload."""
+
+    key: str
+    state: WorkloadState
+    reason: str | None = None
+    managed_by: str | None = None
+    result: RewriteResult | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """Everything one pass found and did."""
+
+    workloads: tuple[WorkloadReport, ...]
+    images: Mapping[str, BackupOutcome]
+    skipped: tuple[Skipped, ...]
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Counts of workloads and images by state (every state present, zeros included)."""
+        workload_counts = Counter(report.state for report in self.workloads)
+        image_counts = Counter(outcome.state for outcome in self.images.values())
+        return {
+            "workloads": {state: workload_counts[state] for state in WORKLOAD_STATES} | {"skipped": len(self.skipped)},
+            "images": {state: image_counts[state] for state in IMAGE_STATES},
+        }
+
+    @property
+    def changed(self) -> bool:
+        return any(r.state == "rewritten" for r in self.workloads) or any(
+            o.state in ("copied", "restored") for o in self.images.values()
+        )
+
+
+class Migration:
+    """Discover → back up → rewrite, with one ``BackupService`` and one ``KubeApi``."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        backups: BackupService,
+        scope: Scope = Scope(),
+        pull_secret: PullSecret | None = None,
+    ) -> None:
+        self.api = api
+        self.backups = backups
+        self.scope = scope
+        self.pull_secret = pull_secret
+        self._secret_namespaces: set[str] = set()
+
+    @property
+    def dry_run(self) -> bool:
+        return self.backups.settings.dry_run
+
+    def discover(self) -> DiscoveryResult:
+        """The workloads in scope, and what was skipped with reasons."""
+        return discover(self.api, self.scope.kinds, self.scope.namespaces,
+                        self.scope.ignore_namespaces, self.scope.skip_gitops)
+
+    def back_up(self, workloads: Iterable[Workload]) -> dict[str, BackupOutcome]:
+        """Ensure every image of ``workloads`` is in the backup, keyed by image string as written.
+
+        Images that already point into the backup are verified with one HEAD;
+        a backup found lost is copied again from the original recorded on the
+        workload (state ``restored``) while the source still has that digest.
+        """
+        workloads = list(workloads)
+        policy = self.backups.policy
+        outcomes = self.backups.ensure_all(images_to_back_up(workloads, policy))
+        in_backup = {image.image: image.reference for w in workloads for image in w.images
+                     if image.reference is not None and is_backup_reference(image.reference, policy)}
+        verified = self.backups.ensure_all(in_backup)
+        for image, outcome in verified.items():
+            if outcome.state == "missing":
+                verified[image] = self._restore(in_backup[image], workloads, outcome)
+        return outcomes | verified
+
+    def _restore(self, backup: ImageReference, workloads: list[Workload], lost: BackupOutcome) -> BackupOutcome:
+        original = _recorded_original(str(backup), workloads)
+        if original is None or backup.digest is None:
+            return lost
+        again = self.backups.ensure(original.with_digest(backup.digest))
+        if not again.verified:
+            return BackupOutcome(lost.source, None, None, "missing",
+                                 f"{lost.reason}; restoring it from {original} failed: {again.reason}")
+        state = "copied" if self.dry_run else "restored"
+        return BackupOutcome(lost.source, lost.source, backup.digest, state,
+                             f"backup was lost; copied again from {original}")
+
+    def rewrite(self, workload: Workload, outcomes: Mapping[str, BackupOutcome]) -> WorkloadReport:
+        """Rewrite one workload if all its images are verified; never raises for API or input trouble."""
+        policy, pin = self.backups.policy, self.backups.settings.pin
+
+        def replan(current: Workload):
+            return plan_workload(current, policy, outcomes, pin=pin)
+
+        plan = replan(workload)
+        if not plan.ready:
+            return WorkloadReport(workload.key, "blocked", "; ".join(plan.blockers), workload.managed_by)
+        try:
+            secret_name = self._pull_secret_for(workload) if plan.changes else None
+            result = apply(self.api, plan, replan, pull_secret=secret_name, dry_run=self.dry_run)
+        except RewriteError as error:
+            return WorkloadReport(workload.key, "blocked", str(error), workload.managed_by)
+        except (KubeApiError, PullSecretError) as error:
+            return WorkloadReport(workload.key, "failed", str(error), workload.managed_by)
+        state: WorkloadState = "rewritten" if result.changed else "unchanged"
+        return WorkloadReport(workload.key, state, None, workload.managed_by, result)
+
+    def _pull_secret_for(self, workload: Workload) -> str | None:
+        if self.pull_secret is None:
+            return None
+        secret = self.pull_secret
+        if workload.namespace not in self._secret_namespaces:
+            ensure_pull_secret(self.api, workload.namespace, secret.registry, secret.username, secret.password,
+                               name=secret.name, dry_run=self.dry_run)
+            self._secret_namespaces.add(workload.namespace)
+        return secret.name
+
+    def run(self) -> MigrationReport:
+        """One whole pass over the scope."""
+        found = self.discover()
+        outcomes = self.back_up(found.workloads)
+        reports = tuple(self.rewrite(workload, outcomes) for workload in found.workloads)
+        return MigrationReport(reports, outcomes, found.skipped)
+
+
+def _recorded_original(backup: str, workloads: list[Workload]) -> ImageReference | None:
+    """The source image a workload recorded before it was rewritten to ``backup``."""
+    for workload in workloads:
+        try:
+            recorded = original_images(workload)
+        except RewriteError:
+            continue
+        for image in workload.images:
+            original = recorded.get(image.section, {}).get(image.container)
+            if image.image == backup and original:
+                try:
+                    return parse_reference(original)
+                except InvalidReference:
+                    return None
+    return None

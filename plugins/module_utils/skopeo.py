@@ -1,0 +1,95 @@
+"""Run ``skopeo copy`` safely: argv lists, credentials in a private auth file, a hard timeout.
+
+Credentials never reach argv (where any local user can read them from /proc):
+skopeo reads them from an auth file that exists, mode 0600 in a 0700 directory,
+only for the duration of one copy.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
+    CredentialStore,
+    private_authfile,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference
+
+# Lines of skopeo's stderr that say the source image does not exist (as opposed to a
+# transient or auth failure): registries answer 404 with MANIFEST_UNKNOWN / NAME_UNKNOWN.
+_NOT_FOUND = re.compile(r"manifest unknown|name unknown|not found|MANIFEST_UNKNOWN|NAME_UNKNOWN", re.I)
+# Environment skopeo needs; everything else (tokens in CI variables, proxies' passwords...) stays out.
+_PASSED_ENV = ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
+               "https_proxy", "http_proxy", "no_proxy")
+
+
+class CopyError(RuntimeError):
+    """A copy failed; ``missing`` is True when the source image does not exist."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class Skopeo:
+    """How to call skopeo: binary, TLS material, retries and the per-copy timeout."""
+
+    binary: str = "skopeo"
+    certs_dir: Path | None = None
+    insecure_registries: frozenset[str] = field(default_factory=frozenset)
+    retry_times: int = 3
+    timeout: float = 600.0
+
+    def copy(self, source: ImageReference, destination: ImageReference, credentials: CredentialStore) -> None:
+        """Copy every platform of ``source`` to ``destination`` with digests unchanged.
+
+        Raises ``CopyError`` (``missing=True`` when the source does not exist).
+        """
+        if shutil.which(self.binary) is None:
+            raise CopyError(f"skopeo is not installed (looked for {self.binary!r} on PATH)")
+        with private_authfile(credentials, (source.registry, destination.registry)) as authfile:
+            argv = self.copy_argv(source, destination, authfile)
+            self._run(argv, f"copy {source} -> {destination}")
+
+    def copy_argv(self, source: ImageReference, destination: ImageReference, authfile: Path) -> list[str]:
+        """The exact argv of one copy (exposed so tests can assert what is, and is not, on it)."""
+        argv = [self.binary, "copy", "--all", "--preserve-digests", f"--retry-times={self.retry_times}",
+                f"--src-authfile={authfile}", f"--dest-authfile={authfile}"]
+        argv += self._tls_flags("src", source.registry) + self._tls_flags("dest", destination.registry)
+        # skopeo refuses tag+digest references: copy the exact source digest, write the tag.
+        source_ref = source.without_tag() if source.digest else source
+        return argv + [f"docker://{source_ref}", f"docker://{destination.without_digest()}"]
+
+    def _tls_flags(self, side: str, registry: str) -> list[str]:
+        if registry in self.insecure_registries:
+            return [f"--{side}-tls-verify=false"]
+        return [f"--{side}-cert-dir={self.certs_dir}"] if self.certs_dir else []
+
+    def _run(self, argv: list[str], what: str) -> None:
+        env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        try:
+            _, stderr = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise CopyError(f"{what}: timed out after {self.timeout:.0f}s") from None
+        if process.returncode != 0:
+            detail = _last_message(stderr)
+            raise CopyError(f"{what}: {detail}", missing=bool(_NOT_FOUND.search(detail)))
+
+
+def _last_message(stderr: str) -> str:
+    """skopeo's final error, without logrus decoration."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    if not lines:
+        return "skopeo failed without a message"
+    match = re.search(r'msg="(.*)"', lines[-1])
+    return (match.group(1) if match else lines[-1]).replace('\\"', '"')
