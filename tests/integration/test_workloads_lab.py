@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
