@@ -6,16 +6,16 @@ import pickle
 import re
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
     ImageReference,
     InvalidReference,
-    is_domain_like,
     parse_reference,
     split_domain,
 )
+from strategies import hosts, references, registries, tags
 
 HEX64 = "0123456789abcdef" * 4
 SHA256 = f"sha256:{HEX64}"
@@ -453,94 +453,33 @@ def test_agrees_with_distribution_reference(text: str) -> None:
 
 # --- Generated valid references. ---
 
-_LOWER_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
-_TAG_FIRST = _LOWER_ALNUM + "ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
-
-
-def _joined(
-    first: st.SearchStrategy[str],
-    separators: st.SearchStrategy[str],
-    rest: st.SearchStrategy[str],
-    max_parts: int,
-) -> st.SearchStrategy[str]:
-    """first (separator rest)*: grammar shapes, cheaper to draw than from_regex."""
-    pairs = st.lists(st.tuples(separators, rest), max_size=max_parts)
-    return st.builds(
-        lambda head, tail: head + "".join(s + r for s, r in tail), first, pairs
-    )
-
-
-def _tag_strategy(min_rest: int, max_rest: int) -> st.SearchStrategy[str]:
-    return st.builds(
-        str.__add__,
-        st.sampled_from(_TAG_FIRST),
-        st.text(_TAG_FIRST + ".-", min_size=min_rest, max_size=max_rest),
-    )
-
-
-_alnum = st.text(_LOWER_ALNUM, min_size=1, max_size=6)
-_hex_group = st.text("0123456789abcdefABCDEF", max_size=4)
-_label = _joined(_alnum, st.sampled_from(["-", "--"]), _alnum, 1)
-_components = _joined(_alnum, st.sampled_from([".", "_", "__", "-", "--"]), _alnum, 3)
-_hosts = st.one_of(
-    st.sampled_from(
-        [
-            "docker.io",
-            "quay.io",
-            "ghcr.io",
-            "registry.k8s.io",
-            "localhost",
-            "127.0.0.1",
-            "Quay.IO",
-            "MyRegistry",
-            "[::1]",
-            "[fc00::1]",
-            "[2001:DB8::]",
-        ]
-    ),
-    st.lists(_label, min_size=2, max_size=3).map(".".join),
-    st.builds(
-        lambda head, tail: f"[{head}:{tail}]",
-        _hex_group,
-        _joined(_hex_group, st.just(":"), _hex_group, 2),
-    ),
-)
-_registries = st.builds(
-    lambda host, port: host + (f":{port}" if port is not None else ""),
-    _hosts,
-    st.none() | st.integers(min_value=0, max_value=65535),
-).filter(lambda registry: registry != "index.docker.io" and is_domain_like(registry))
-_tags = st.one_of(
-    _tag_strategy(0, 15),
-    _tag_strategy(100, 127),
-)
-_digests = st.one_of(
-    st.binary(min_size=32, max_size=32).map(lambda raw: "sha256:" + raw.hex()),
-    st.binary(min_size=64, max_size=64).map(lambda raw: "sha512:" + raw.hex()),
-)
-
-
-@st.composite
-def references(draw: st.DrawFn) -> ImageReference:
-    """Valid normalized references: short and long, tagged, pinned or both."""
-    registry = draw(_registries)
-    components = draw(st.lists(_components, min_size=1, max_size=6))
-    if registry == "docker.io" and len(components) == 1:
-        components.insert(0, "library")
-    tag, digest = draw(
-        st.one_of(
-            st.tuples(_tags, st.none()),
-            st.tuples(st.none(), _digests),
-            st.tuples(_tags, _digests),
+_references = references(
+    registries=registries(
+        hosts(
+            [
+                "docker.io",
+                "quay.io",
+                "ghcr.io",
+                "registry.k8s.io",
+                "localhost",
+                "127.0.0.1",
+                "Quay.IO",
+                "MyRegistry",
+                "[::1]",
+                "[fc00::1]",
+                "[2001:DB8::]",
+            ],
+            with_ipv6=True,
         )
-    )
-    path = "/".join(components)
-    assume(len(registry) + 1 + len(path) <= 255)
-    return ImageReference(registry, path, tag, digest)
+    ),
+    tags=tags(short_max=15, long_min=100),
+    max_components=6,
+    bare_names=False,  # short and long, tagged, pinned or both
+)
 
 
 @PROPERTY
-@given(references())
+@given(_references)
 def test_generated_references_round_trip(ref: ImageReference) -> None:
     assert parse_reference(str(ref)) == ref
     assert parse_reference(ref.familiar) == ref
@@ -549,7 +488,7 @@ def test_generated_references_round_trip(ref: ImageReference) -> None:
 
 
 @PROPERTY
-@given(references(), st.sampled_from(["", "index."]))
+@given(_references, st.sampled_from(["", "index."]))
 def test_normalization_is_idempotent(ref: ImageReference, legacy: str) -> None:
     text = str(ref)
     if ref.registry == "docker.io":
