@@ -307,13 +307,20 @@ class Lab:
         """The full reference of a seeded image, e.g. ``127.0.0.1:PORT/library/nginx:1.27``."""
         return f"{self.config.source_registry}/{ref_name}"
 
-    def registry_requests(self, name: str) -> list[RegistryRequest]:
-        """Every request ``registry-source`` or ``registry-backup`` logged so far, oldest first."""
+    def registry_requests(self, name: str, repository: str | None = None) -> list[RegistryRequest]:
+        """Requests ``registry-source`` or ``registry-backup`` logged so far, oldest first.
+
+        With ``repository`` (a path such as ``tests/abc``), only the requests for
+        it: tests sharing the lab each count their own traffic.
+        """
         log = self.daemons.log_file(name)
         if not log.exists():
             return []
-        return [RegistryRequest(m["method"], m["path"], int(m["status"]))
-                for m in _ACCESS_LOG.finditer(log.read_text(errors="replace"))]
+        requests = [RegistryRequest(m["method"], m["path"], int(m["status"]))
+                    for m in _ACCESS_LOG.finditer(log.read_text(errors="replace"))]
+        if repository is None:
+            return requests
+        return [r for r in requests if r.path.startswith(f"/v2/{repository}/")]
 
     def skopeo(self, *args: str) -> str:
         result = subprocess.run(["skopeo", *args], capture_output=True, text=True)

@@ -62,6 +62,11 @@ class BackupService:
         self._flight: SingleFlight[BackupOutcome] = SingleFlight()
         self._per_registry = KeyedLimiter(settings.per_registry)
 
+    @property
+    def registry(self) -> RegistryClient:
+        """The registry client (its rate-limit state and request counts are worth exporting)."""
+        return self._registry
+
     def ensure_all(self, images: Mapping[str, ImageReference]) -> dict[str, BackupOutcome]:
         """Ensure every image; the result maps each key of ``images`` to its outcome.
 

@@ -25,7 +25,8 @@ class SingleFlight(Generic[T]):
             if leader:
                 future = Future()
                 self._inflight[key] = future
-        assert future is not None
+        if future is None:  # unreachable: narrows the type for checkers
+            raise AssertionError("SingleFlight lost its future")
         if not leader:
             return future.result()
         try:

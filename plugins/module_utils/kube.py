@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
-import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
+try:
+    import urllib3
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.client.exceptions import ApiException
+except ImportError as error:  # Ansible modules report it through missing_required_lib
+    KUBERNETES_IMPORT_ERROR: ImportError | None = error
+else:
+    KUBERNETES_IMPORT_ERROR = None
 
 PatchType = Literal["strategic", "merge", "json"]
 # Query parameters in request order; named here because KubeApi.list shadows ``list`` in the class.
@@ -164,6 +169,8 @@ def new_api_client(
     override what was loaded. Never touches the client library's global default
     configuration. Raises ``KubeConfigError``.
     """
+    if KUBERNETES_IMPORT_ERROR is not None:
+        raise KubeConfigError(f"the kubernetes Python client cannot be imported: {KUBERNETES_IMPORT_ERROR}")
     auth = connection_options(options, environ)
     if auth.get("host"):
         auth["host"] = auth["host"].rstrip("/")

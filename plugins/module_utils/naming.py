@@ -435,7 +435,7 @@ def _nested_backup(source: ImageReference, policy: NamingPolicy) -> ImageReferen
 
 
 def _nested_digest_tag(digest: str) -> str:
-    algorithm, _, encoded = digest.partition(":")
+    algorithm, _colon, encoded = digest.partition(":")
     return f"{algorithm}_{encoded}"[:TAG_LENGTH_MAX]
 
 
@@ -515,7 +515,7 @@ def _flat_path_fields(identity: ImageReference) -> list[str]:
 
 
 def _flat_digest_field(digest: str) -> str:
-    algorithm, _, encoded = digest.partition(":")
+    algorithm, _colon, encoded = digest.partition(":")
     return f"{_FLAT_DIGEST_MARKER}{algorithm}-{encoded}"
 
 
@@ -579,7 +579,7 @@ def _decode_flat_registry(encoded: str) -> str:
 
 def _split_port(registry: str) -> tuple[str, str]:
     """(host, port digits or "") for a valid registry; IPv6 hosts keep their brackets."""
-    head, _, tail = registry.rpartition("]")
+    head, _bracket, tail = registry.rpartition("]")
     host, colon, port = tail.partition(":")
     return head + ("]" if head else "") + host, port if colon else ""
 

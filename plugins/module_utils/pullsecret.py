@@ -46,7 +46,7 @@ def ensure_pull_secret(
     that image-clone did not create. API errors raise ``KubeApiError``.
     """
     desired = _docker_config(registry, username, password)
-    for _ in range(_ATTEMPTS - 1):
+    for _attempt in range(_ATTEMPTS - 1):
         try:
             return _converge(api, namespace, name, desired, dry_run)
         except KubeApiError as error:

@@ -37,7 +37,12 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode, urlsplit
 
-import urllib3
+try:
+    import urllib3
+except ImportError as error:  # Ansible modules report it through missing_required_lib
+    URLLIB3_IMPORT_ERROR: ImportError | None = error
+else:
+    URLLIB3_IMPORT_ERROR = None
 
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
     Credential,
@@ -159,7 +164,7 @@ def parse_rate_limit(value: str | None) -> tuple[int | None, int | None]:
     quota, *params = (part.strip() for part in value.split(",")[0].split(";"))
     window = None
     for param in params:
-        name, _, number = param.partition("=")
+        name, _equals, number = param.partition("=")
         if name.strip().lower() == "w" and _DIGITS_RE.fullmatch(number.strip()):
             window = int(number)
     return (int(quota) if _DIGITS_RE.fullmatch(quota) else None), window
@@ -273,6 +278,8 @@ class RegistryClient:
                  user_agent: str = DEFAULT_USER_AGENT, *, insecure_registries: frozenset[str] = frozenset(),
                  max_backoff: float = 30.0, pool_size: int = 16,
                  sleep: Callable[[float], object] = time.sleep) -> None:
+        if URLLIB3_IMPORT_ERROR is not None:
+            raise RuntimeError(f"urllib3 cannot be imported: {URLLIB3_IMPORT_ERROR}")
         self._credentials = credentials
         self._insecure = frozenset(insecure_registries)
         self._max_retries = max_retries

@@ -76,7 +76,7 @@ class Skopeo:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
         try:
-            _, stderr = process.communicate(timeout=self.timeout)
+            stderr = process.communicate(timeout=self.timeout)[1]
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()

@@ -228,7 +228,7 @@ def discover(
     workloads: list[Workload] = []
     for kind in kinds:
         for scope in scopes:
-            items, _ = api.list(kind, scope)
+            items = api.list(kind, scope)[0]
             for item in items:
                 workload = workload_from_object(kind, item)
                 reason = skip_reason(workload, ignored, skip_gitops)

@@ -39,8 +39,9 @@ def unique_image(lab, platforms=("amd64",)) -> str:
     return lab.source_image(spec.ref_name)
 
 
-def requests_since(lab, mark: int) -> list:
-    return lab.registry_requests("registry-backup")[mark:]
+def requests_since(lab, policy, mark: int) -> list:
+    """This test's requests to the backup registry after the first ``mark`` of them."""
+    return lab.registry_requests("registry-backup", policy.target_path)[mark:]
 
 
 def test_multi_platform_index_arrives_whole_with_the_same_digest(lab, policy):
@@ -64,11 +65,11 @@ def test_second_pass_copies_nothing_and_only_heads(lab, policy):
               for ref in ("library/postgres:16", "jenkins/jenkins:lts", "library/busybox:1.36")}
     assert {o.state for o in service(lab, policy).ensure_all(images).values()} == {"copied"}
 
-    mark = len(lab.registry_requests("registry-backup"))
+    mark = len(lab.registry_requests("registry-backup", policy.target_path))
     second = service(lab, policy).ensure_all(images)
 
     assert {o.state for o in second.values()} == {"present"}
-    requests = requests_since(lab, mark)
+    requests = requests_since(lab, policy, mark)
     writes = [r for r in requests if r.method in ("PUT", "POST", "PATCH", "DELETE")]
     manifest_gets = [r for r in requests if r.method == "GET" and "/manifests/" in r.path]
     assert writes == [] and manifest_gets == []
@@ -86,11 +87,11 @@ def test_digest_referenced_source_keeps_its_digest(lab, policy):
 
 def test_missing_upstream_image_is_reported_not_copied(lab, policy):
     image = lab.source_image("library/nginx:does-not-exist")
-    mark = len(lab.registry_requests("registry-backup"))
+    mark = len(lab.registry_requests("registry-backup", policy.target_path))
     outcome = service(lab, policy).ensure_all({image: parse_reference(image)})[image]
     assert outcome.state == "missing" and outcome.backup is None
     assert "does not exist" in outcome.reason and "nginx" in outcome.reason
-    assert not [r for r in requests_since(lab, mark) if r.method in ("PUT", "POST", "PATCH")]
+    assert not [r for r in requests_since(lab, policy, mark) if r.method in ("PUT", "POST", "PATCH")]
 
 
 def test_backup_keeps_serving_after_the_tag_is_deleted_upstream(lab, policy):
@@ -105,16 +106,16 @@ def test_backup_keeps_serving_after_the_tag_is_deleted_upstream(lab, policy):
 
 def test_check_mode_reports_without_copying(lab, policy):
     image = unique_image(lab)
-    mark = len(lab.registry_requests("registry-backup"))
+    mark = len(lab.registry_requests("registry-backup", policy.target_path))
     outcome = service(lab, policy, dry_run=True).ensure_all({image: parse_reference(image)})[image]
     assert outcome.state == "copied" and outcome.reason == "check mode: would copy"
-    assert all(r.method == "HEAD" for r in requests_since(lab, mark))
+    assert all(r.method == "HEAD" for r in requests_since(lab, policy, mark))
 
 
 def test_same_image_requested_at_once_is_copied_once(lab, policy):
     image = unique_image(lab, platforms=("amd64", "arm64"))
     backup = service(lab, policy)
-    mark = len(lab.registry_requests("registry-backup"))
+    mark = len(lab.registry_requests("registry-backup", policy.target_path))
     barrier = threading.Barrier(6)
     outcomes = []
 
@@ -129,7 +130,7 @@ def test_same_image_requested_at_once_is_copied_once(lab, policy):
         thread.join()
 
     assert len({o.backup for o in outcomes}) == 1 and outcomes[0].state == "copied"
-    manifest_puts = [r for r in requests_since(lab, mark) if r.method == "PUT" and "/manifests/" in r.path]
+    manifest_puts = [r for r in requests_since(lab, policy, mark) if r.method == "PUT" and "/manifests/" in r.path]
     assert len(manifest_puts) == 3  # two platform manifests and the index, once
 
 

@@ -41,7 +41,8 @@ def test_rbac_is_enforced_for_the_limited_identity(lab, kube, namespace):
         role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-deployments"),
         subjects=[client.RbacV1Subject(kind="User", name="lab-limited", api_group="rbac.authorization.k8s.io")],
     ))
-    assert limited.list_namespaced_deployment(namespace).items == []
+    # The authorizer learns of new bindings through a watch: allow it a moment.
+    eventually(lambda: _allowed(lambda: limited.list_namespaced_deployment(namespace)), "the new RoleBinding to apply")
     with pytest.raises(ApiException) as refused:
         limited.delete_collection_namespaced_deployment(namespace)
     assert refused.value.status == 403
@@ -122,6 +123,16 @@ def _deployment(name: str, image: str) -> client.V1Deployment:
             ),
         ),
     )
+
+
+def _allowed(call) -> bool:
+    try:
+        call()
+    except ApiException as error:
+        if error.status != 403:
+            raise
+        return False
+    return True
 
 
 def _client_for(kubeconfig):

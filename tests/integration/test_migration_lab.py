@@ -77,25 +77,25 @@ def test_first_pass_copies_and_rewrites_every_kind_second_pass_does_nothing(lab,
     assert untouched["spec"]["template"]["spec"]["containers"][0]["image"] == lab.source_image(POSTGRES)
     assert ORIGINAL_IMAGES not in untouched["metadata"].get("annotations", {})
 
-    mark = len(lab.registry_requests("registry-backup"))
+    mark = len(lab.registry_requests("registry-backup", policy.target_path))
     again = migration(lab, policy, cluster)
     second = again.run()
     assert again.api.writes == 0
     assert {r.state for r in second.workloads if r.key.split("/")[-1] not in ("job", "broken")} == {"unchanged"}
     assert second.summary()["images"]["copied"] == 0
-    requests = lab.registry_requests("registry-backup")[mark:]
+    requests = lab.registry_requests("registry-backup", policy.target_path)[mark:]
     assert not [r for r in requests if r.method != "HEAD"], "a converged pass only HEADs the backup registry"
 
 
 def test_check_mode_changes_nothing(lab, policy, cluster):
-    mark = len(lab.registry_requests("registry-backup"))
+    mark = len(lab.registry_requests("registry-backup", policy.target_path))
     dry = migration(lab, policy, cluster, dry_run=True)
     report = dry.run()
     assert by_key(report)[f"{cluster}/deployment"].state == "rewritten"  # would be
     admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
     stored = admin.get(KINDS["Deployment"], cluster, "deployment")
     assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == lab.source_image(NGINX)
-    assert all(r.method == "HEAD" for r in lab.registry_requests("registry-backup")[mark:])
+    assert all(r.method == "HEAD" for r in lab.registry_requests("registry-backup", policy.target_path)[mark:])
 
 
 def test_a_lost_backup_is_restored_from_the_recorded_original(lab, policy, cluster):

@@ -1,0 +1,147 @@
+# -*- coding: utf-8 -*-
+# Copyright: image-clone maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The backup target, the workload scope and the attributes shared by image-clone modules."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    """``imageclone.backup.backup``: where and how images are backed up.
+
+    ``imageclone.backup.backup.scope``: which workloads a module looks at.
+    ``imageclone.backup.backup.attributes``: the C(idempotent) attribute, which
+    ansible-core's C(action_common_attributes) does not describe.
+    """
+
+    DOCUMENTATION = r"""
+options:
+  backup_registry:
+    description:
+      - Where the backups go.
+      - With O(naming=flat), the one repository that holds every backup, for example
+        V(backup.example.com/ns/registry).
+      - With O(naming=nested), a registry with an optional path prefix, for example
+        V(backup.example.com/mirror).
+    type: str
+    required: true
+  naming:
+    description:
+      - How a source image is named in the backup registry.
+      - V(flat) encodes the source registry, path and tag into the tag of the one
+        O(backup_registry) repository (C(nginx:1.27) becomes C(<backup_registry>:docker.io_library_nginx_1.27)).
+      - V(nested) keeps the source path under the O(backup_registry) prefix
+        (C(nginx:1.27) becomes C(<backup_registry>/docker.io/library/nginx:1.27)).
+      - Use the same value every time for one O(backup_registry).
+    type: str
+    choices: [flat, nested]
+    default: flat
+  backup_username:
+    description:
+      - The user to authenticate to the backup registry as.
+      - Together with O(backup_password) it takes precedence over an entry for the backup
+        registry in O(backup_authfile).
+    type: str
+  backup_password:
+    description:
+      - The password (or token) of O(backup_username) for the backup registry.
+      - If not set, the E(IMAGECLONE_BACKUP_PASSWORD) environment variable is used.
+      - Never logged; skopeo receives it through a private, temporary auth file, never on its
+        command line.
+    type: str
+  backup_authfile:
+    description:
+      - A docker C(config.json) or containers C(auth.json) style file with the credentials of
+        the backup registry (and possibly others).
+      - If not set, the E(IMAGECLONE_BACKUP_AUTHFILE) environment variable is used.
+      - Credential helpers are not supported; the file must hold the credentials.
+    type: path
+  source_authfile:
+    description:
+      - An auth file (same format as O(backup_authfile)) with credentials for private source registries.
+      - Registries without an entry are accessed anonymously.
+    type: path
+  certs_dir:
+    description:
+      - A directory of extra CA certificates (C(*.crt)) trusted for every registry, source and backup.
+    type: path
+  insecure_registries:
+    description:
+      - Registries (C(host[:port])) whose TLS certificate is not verified.
+    type: list
+    elements: str
+    default: []
+  pin:
+    description:
+      - Whether workloads are rewritten to C(<backup>:<tag>@<digest>), so that what runs is exactly
+        what was verified.
+      - With V(false), the tag only is written (a source referenced by digest keeps its digest anyway).
+    type: bool
+    default: true
+  parallel:
+    description:
+      - How many images are checked or copied at the same time.
+    type: int
+    default: 8
+  per_registry:
+    description:
+      - How many copies may run at the same time from one source registry.
+    type: int
+    default: 4
+  copy_timeout:
+    description:
+      - Seconds one image copy may take before it is stopped and reported failed.
+    type: int
+    default: 600
+  retry_times:
+    description:
+      - How many times skopeo retries a failing copy.
+    type: int
+    default: 3
+requirements:
+  - skopeo on the host the module runs on (to copy images)
+"""
+
+    SCOPE = r"""
+options:
+  namespaces:
+    description:
+      - Only look at workloads in these namespaces.
+      - Every namespace when not set.
+    type: list
+    elements: str
+  ignore_namespaces:
+    description:
+      - Never look at workloads in these namespaces. C(kube-system) is always ignored.
+    type: list
+    elements: str
+    default: []
+  kinds:
+    description:
+      - The workload kinds to look at; all of them when not set.
+      - Pods, ReplicaSets and Jobs controlled by another object (a Deployment, a CronJob...) are
+        skipped, their controller is handled instead.
+      - A Job's pod template cannot change, so Jobs are reported (and their images backed up) but never
+        rewritten.
+    type: list
+    elements: str
+    choices: [Deployment, DaemonSet, StatefulSet, CronJob, Job, ReplicaSet, Pod]
+  skip_gitops:
+    description:
+      - Whether to leave alone workloads managed by Argo CD or Flux (they are reported as skipped).
+      - When V(false), such workloads are processed and their C(managed_by) says who else manages them;
+        a GitOps controller may revert the rewrite unless its source is changed too.
+    type: bool
+    default: false
+notes:
+  - A workload annotated with C(imageclone.io/skip=true) is always skipped.
+"""
+
+    ATTRIBUTES = r"""
+options: {}
+attributes:
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second run reports no change.
+      - This assumes that what the module reads (the cluster, the registries) has not changed in a relevant way.
+"""

@@ -1,0 +1,227 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: image-clone maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: image_backup
+short_description: Copy container images into a backup registry and verify every copy by digest
+version_added: 0.1.0
+description:
+  - Makes sure every image of O(images) is in the backup registry, under the name the O(naming) scheme gives it,
+    with exactly the digest the source has now.
+  - An image whose backup already has that digest costs two HEAD requests and no copy. Otherwise it is copied with
+    skopeo (every platform, digests preserved) and the copy is verified by a HEAD of the backup.
+  - Images are processed in parallel (O(parallel), at most O(per_registry) copies per source registry at a time),
+    so pass every image in one task rather than looping over images.
+  - An image already pointing into the backup registry is only verified, never copied again.
+  - A tag of the backup registry is never moved once written; when the source tag has moved, the new content gets
+    a digest-qualified tag of its own.
+author:
+  - image-clone maintainers (!UNKNOWN)
+options:
+  images:
+    description:
+      - The source images, as workloads reference them (for example V(nginx:1.27), V(quay.io/org/app@sha256:...)).
+      - Every reference is checked before anything is copied; an invalid one fails the task, naming it.
+      - Repeated images, and spellings of the same image (V(nginx) and V(docker.io/library/nginx:latest)), are
+        handled once.
+    type: list
+    elements: str
+    required: true
+  fail_on_missing:
+    description:
+      - Whether an image that exists neither in its source registry nor in the backup fails the task.
+      - Images that V(failed) (registry or copy errors) always fail the task.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.actiongroups
+  - imageclone.backup.backup
+  - imageclone.backup.backup.attributes
+attributes:
+  action_group:
+    support: full
+    membership:
+      - imageclone.backup.all
+  check_mode:
+    support: full
+    details:
+      - In check mode registries are only read (HEAD requests); images that would be copied are reported V(copied).
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+  platform:
+    platforms: posix
+requirements:
+  - the kubernetes Python client (the engine's service factory imports it)
+notes:
+  - An image whose source has vanished but whose backup exists is V(present) (the backup is what it is for).
+seealso:
+  - module: imageclone.backup.workload_images_info
+    description: Lists the images the workloads of a cluster use, ready to be passed as O(images).
+  - module: imageclone.backup.workload_rewrite
+    description: Rewrites workloads to the verified backups.
+"""
+
+EXAMPLES = r"""
+- name: Back up the images of a release into the backup registry
+  imageclone.backup.image_backup:
+    images:
+      - nginx:1.27
+      - quay.io/prometheus/node-exporter:v1.8.2
+      - registry.example.com/team/api@sha256:4f3a5b1c9d0e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a
+    backup_registry: backup.example.com/platform/images
+    backup_username: image-clone
+    backup_password: "{{ vault_backup_password }}"
+  register: backup
+
+- name: Back up what workload_images_info found, tolerating images gone from everywhere
+  imageclone.backup.image_backup:
+    images: "{{ discovery.images }}"
+    backup_registry: backup.example.com/mirror
+    naming: nested
+    backup_authfile: /etc/image-clone/backup-auth.json
+    fail_on_missing: false
+  register: backup
+
+- name: Show what is not backed up
+  ansible.builtin.debug:
+    msg: "{{ backup.missing + backup.failed }}"
+"""
+
+RETURN = r"""
+images:
+  description: One entry per distinct image of O(images), in order.
+  returned: success, and failure after the images were looked at
+  type: list
+  elements: dict
+  contains:
+    source:
+      description: The image as given in O(images).
+      type: str
+      sample: nginx:1.27
+    backup:
+      description:
+        - The backup reference, pinned by digest (C(<backup>:<tag>@<digest>)) unless O(pin=false).
+        - V(null) when the image is not backed up.
+      type: str
+      sample: backup.example.com/platform/images:docker.io_library_nginx_1.27@sha256:4f3a5b1c9d0e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a
+    digest:
+      description: The digest verified in the backup registry; V(null) when the image is not backed up.
+      type: str
+      sample: sha256:4f3a5b1c9d0e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a
+    state:
+      description:
+        - V(copied) (copied now, or in check mode would be), V(present) (the backup already had this digest),
+          V(missing) (neither the source nor the backup has it), V(failed) (a registry or copy error).
+      type: str
+      choices: [copied, present, missing, failed]
+      sample: copied
+    reason:
+      description: "Why the image is missing or failed, or a note such as V(check mode: would copy); else V(null)."
+      type: str
+      sample: null
+copied:
+  description: The images of O(images) copied now (or, in check mode, that would be).
+  returned: success, and failure after the images were looked at
+  type: list
+  elements: str
+  sample: [nginx:1.27]
+present:
+  description: The images whose backup already had the source's digest.
+  returned: success, and failure after the images were looked at
+  type: list
+  elements: str
+  sample: [quay.io/prometheus/node-exporter:v1.8.2]
+missing:
+  description: The images that exist neither in their source registry nor in the backup.
+  returned: success, and failure after the images were looked at
+  type: list
+  elements: str
+  sample: []
+failed_images:
+  description:
+    - The images that could not be looked at or copied.
+    - Not called C(failed), which is Ansible's flag for a failed task.
+  returned: success, and failure after the images were looked at
+  type: list
+  elements: str
+  sample: []
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.imageclone.backup.plugins.module_utils.arguments import (
+    BACKUP_ARGUMENTS,
+    BACKUP_REQUIRED_BY,
+    argument_spec,
+    range_problems,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.results import backup_failure, backup_results
+
+try:
+    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
+    from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
+        InvalidReference,
+        parse_reference,
+    )
+except ImportError:
+    ENGINE_IMPORT_ERROR = traceback.format_exc()
+else:
+    ENGINE_IMPORT_ERROR = None
+
+
+def parse_images(images):
+    """``{image as given: reference}``; ``ValueError`` naming every invalid reference."""
+    references, problems = {}, []
+    for image in images:
+        try:
+            references[image] = parse_reference(image)
+        except InvalidReference as error:
+            problems.append(str(error))
+    if problems:
+        raise ValueError(f"{len(problems)} invalid image reference(s), nothing was copied: {'; '.join(problems)}")
+    return references
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            BACKUP_ARGUMENTS,
+            env_fallback=env_fallback,
+            images={"type": "list", "elements": "str", "required": True},
+            fail_on_missing={"type": "bool", "default": True},
+        ),
+        required_by=BACKUP_REQUIRED_BY,
+        supports_check_mode=True,
+    )
+    if ENGINE_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=ENGINE_IMPORT_ERROR)
+    problems = range_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
+
+    try:
+        references = parse_images(module.params["images"])
+        service = backup_service(BackupOptions.from_mapping(module.params), dry_run=module.check_mode)
+    except ValueError as error:
+        module.fail_json(msg=str(error))
+    outcomes = service.ensure_all(references) if references else {}
+
+    results = backup_results(outcomes)
+    changed = bool(results["copied"])
+    failure = backup_failure(outcomes, module.params["fail_on_missing"])
+    if failure:
+        module.fail_json(msg=failure, changed=changed, **results)
+    module.exit_json(changed=changed, **results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Run image-clone's modules in-process the ansible-core 2.19 way, against the running lab."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration"))  # builders.py
+
+
+@dataclass
+class ModuleRun:
+    """What one ``main()`` printed and how it exited."""
+
+    result: dict[str, Any]
+    output: str
+    exit_code: int
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.result.get("failed"))
+
+
+@pytest.fixture
+def run_module(capsys):
+    """``run_module(module, args)``: call ``module.main()`` with ``args``; the ``ModuleRun``.
+
+    ``args`` may hold Ansible's internal parameters, such as ``_ansible_check_mode``.
+    """
+
+    def run(module, args: dict[str, Any]) -> ModuleRun:
+        capsys.readouterr()
+        with patch_module_args(args), pytest.raises(SystemExit) as exited:
+            module.main()
+        output = capsys.readouterr().out
+        return ModuleRun(json.loads(output), output, exited.value.code or 0)
+
+    return run
+
+
+@pytest.fixture
+def backup_args(lab) -> dict[str, Any]:
+    """Backup options for the lab, into a repository of the backup registry of this test's own."""
+    return {
+        "backup_registry": f"{lab.config.backup_registry}/unit/{uuid.uuid4().hex[:10]}",
+        "backup_authfile": str(lab.backup_authfile),
+        "certs_dir": str(lab.certs_dir),
+    }
+
+
+@pytest.fixture
+def connection_args(lab) -> dict[str, Any]:
+    return {"kubeconfig": str(lab.kubeconfig)}
+
+
+@pytest.fixture
+def admin(lab):
+    """A raw API client as the lab's admin, for setting up and reading back workloads."""
+    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+
+    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+
+
+@pytest.fixture
+def create(lab, admin, namespace):
+    """``create(kind, name, main=..., side=..., init=..., **spec_fields)``: a workload in this test's namespace."""
+    from builders import BUSYBOX, NGINX, REDIS, manifest, pod_spec
+
+    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+
+    def make(kind: str, name: str, main: str = NGINX, side: str = REDIS, init: str = BUSYBOX, **spec_fields):
+        body = manifest(kind, name, pod_spec(lab, kind, main=main, side=side, init=init))
+        body["spec"].update(spec_fields)
+        return admin.create(KINDS[kind], namespace, body)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_settings(monkeypatch):
+    """Options come from each test only: no IMAGECLONE_* or K8S_AUTH_* variable of the caller's shell."""
+    for name in list(os.environ):
+        if name.startswith(("IMAGECLONE_BACKUP_", "K8S_AUTH_")):
+            monkeypatch.delenv(name)
