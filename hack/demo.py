@@ -1,29 +1,29 @@
-"""The demo on the local lab: sample workloads on public-style images, backed up and rewritten.
+"""The demo on the local lab: sample workloads on public-style images, migrated by the playbook.
 
-Until the migration playbook lands this runs the product's path by hand: copy
-every image with skopeo (all platforms, digests preserved), verify the copy's
-digest in the backup registry, and only then rewrite each workload to the
-pinned backup reference. It ends with the disaster the product exists for: a
+It creates a namespace of workloads, runs ``ansible-playbook imageclone.backup.migrate``
+(discover, copy every image with all platforms and digests, verify, rewrite),
+prints a before/after table, then plays the disaster the product exists for: a
 tag deleted upstream, still served from the backup.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lab.collection import import_engine  # noqa: E402
+from lab.collection import collections_root, import_engine  # noqa: E402
 
 import_engine()
 
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
-from ansible_collections.imageclone.backup.plugins.module_utils.naming import (  # noqa: E402
-    NamingPolicy, backup_reference, pinned_reference,
-)
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference  # noqa: E402
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES  # noqa: E402
 from lab.images import DIGEST_REFERENCED, SEED_IMAGES, VANISHING  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 
@@ -73,20 +73,34 @@ def ensure_workloads(apps: client.AppsV1Api, lab: Lab) -> None:
                 raise
 
 
-def back_up(lab: Lab, image: str, policy: NamingPolicy) -> str:
-    """Copy ``image`` to the backup registry, verify its digest, return the pinned backup reference."""
-    source = parse_reference(image)
-    backup = backup_reference(source, policy)
-    certs = f"--cert-dir={lab.certs_dir}"
-    source_digest = lab.skopeo("inspect", "--format={{.Digest}}", certs, f"docker://{image}").strip()
-    lab.skopeo("copy", "--all", "--preserve-digests", "--retry-times=3", f"--src-cert-dir={lab.certs_dir}",
-               f"--dest-cert-dir={lab.certs_dir}", f"--dest-authfile={lab.backup_authfile}",
-               f"docker://{image}", f"docker://{backup.without_digest()}")
-    copied = lab.skopeo("inspect", "--format={{.Digest}}", certs, f"--authfile={lab.backup_authfile}",
-                        f"docker://{backup.without_digest()}").strip()
-    if copied != source_digest:
-        raise RuntimeError(f"backup of {image} has digest {copied}, source has {source_digest}")
-    return pinned_reference(backup, source_digest)
+def run_playbook(lab: Lab, backup_repository: str) -> None:
+    """Run the collection's migration playbook on the demo namespace, its output streamed."""
+    extra = {
+        "imageclone_backup_registry": backup_repository,
+        "imageclone_backup_authfile": str(lab.backup_authfile),
+        "imageclone_certs_dir": str(lab.certs_dir),
+        "imageclone_kubeconfig": str(lab.kubeconfig),
+        "imageclone_namespaces": [NAMESPACE],
+        "ansible_python_interpreter": sys.executable,
+    }
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_root()), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    print(f"$ ansible-playbook imageclone.backup.migrate -e imageclone_backup_registry={backup_repository} ...")
+    subprocess.run([str(bin_dir / "ansible-playbook"), "imageclone.backup.migrate", "-e", json.dumps(extra)],
+                   check=True, env=env)
+
+
+def workload_images(apps: client.AppsV1Api, lab: Lab) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(kind, name, container) -> (image now, image before image-clone), for the demo workloads."""
+    images = {}
+    for kind, name, _ in sample_workloads(lab):
+        read = apps.read_namespaced_deployment if kind == "Deployment" else apps.read_namespaced_daemon_set
+        workload = read(name, NAMESPACE)
+        recorded = json.loads((workload.metadata.annotations or {}).get(ORIGINAL_IMAGES, "{}"))
+        for container in workload.spec.template.spec.containers:
+            original = recorded.get("containers", {}).get(container.name, container.image)
+            images[(kind, name, container.name)] = (container.image, original)
+    return images
 
 
 def main() -> int:
@@ -99,33 +113,25 @@ def main() -> int:
 
     apps = client.AppsV1Api(config.new_client_from_config(config_file=str(lab.kubeconfig)))
     ensure_workloads(apps, lab)
-    policy = NamingPolicy("flat", f"{lab.config.backup_registry}/imageclone/backup")
+    backup_repository = f"{lab.config.backup_registry}/imageclone/backup"
 
-    rows, pinned = [], {}
-    for kind, name, containers in sample_workloads(lab):
-        read = apps.read_namespaced_deployment if kind == "Deployment" else apps.read_namespaced_daemon_set
-        patch = apps.patch_namespaced_deployment if kind == "Deployment" else apps.patch_namespaced_daemon_set
-        current = {c.name: c.image for c in read(name, NAMESPACE).spec.template.spec.containers}
-        # Every image of the workload is verified before the workload is touched.
-        for _, image in containers:
-            pinned.setdefault(image, back_up(lab, image, policy))
-        changes = [{"name": c, "image": pinned[image]} for c, image in containers if current[c] != pinned[image]]
-        if changes:
-            patch(name, NAMESPACE, {"spec": {"template": {"spec": {"containers": changes}}}})
-        changed = {change["name"] for change in changes}
-        rows += [(f"{kind.lower()}/{name}", c, _short(lab, image), _short(lab, pinned[image]),
-                  "rewritten" if c in changed else "unchanged") for c, image in containers]
+    before = workload_images(apps, lab)
+    run_playbook(lab, backup_repository)
+    after = workload_images(apps, lab)
 
+    rows = [(f"{kind.lower()}/{name}", container, _short(lab, after[key][1]), _short(lab, after[key][0]),
+             "rewritten" if after[key][0] != image else "unchanged")
+            for key, (image, _) in before.items() for kind, name, container in [key]]
     print(f"\nimage-clone demo: namespace '{NAMESPACE}' on the lab cluster "
           f"(source {lab.config.source_registry}, backup {lab.config.backup_registry})\n")
-    _table(("WORKLOAD", "CONTAINER", "BEFORE (source)", "AFTER (verified backup)", "STATE"), rows)
+    _table(("WORKLOAD", "CONTAINER", "ORIGINAL IMAGE", "NOW (verified backup)", "THIS RUN"), rows)
 
     lab.delete_source_tag(VANISHING)
-    backup = parse_reference(pinned[lab.source_image(VANISHING)])
+    legacy = parse_reference(after[("DaemonSet", "legacy-agent", "agent")][0])
     lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
-               f"docker://{backup.without_tag()}")
+               f"docker://{legacy.without_tag()}")
     print(f"\nUpstream just deleted {VANISHING}; daemonset/legacy-agent still pulls it from the backup "
-          f"({_short(lab, str(backup))}).")
+          f"({_short(lab, str(legacy))}).")
     return 0
 
 

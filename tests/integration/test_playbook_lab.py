@@ -1,0 +1,151 @@
+"""The migration playbook, run by the real ansible-playbook against the lab: one cluster and a fleet."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from builders import JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
+from lab.collection import collections_root
+
+BIN = Path(sys.executable).parent
+
+
+def run_playbook(lab, playbook: str, extra: dict, *args: str, inventory: Path | None = None,
+                 check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_root()), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_STDOUT_CALLBACK": "default", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    argv = [str(BIN / "ansible-playbook"), f"imageclone.backup.{playbook}", "-e", json.dumps(extra)]
+    if inventory is not None:
+        argv += ["-i", str(inventory)]
+    result = subprocess.run([*argv, *args], capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result
+
+
+def recap(output: str) -> Counter:
+    """Sum of the PLAY RECAP counters over all hosts."""
+    totals: Counter = Counter()
+    for line in output.split("PLAY RECAP", 1)[1].splitlines():
+        for key, value in re.findall(r"(\w+)=(\d+)", line):
+            totals[key] += int(value)
+    return totals
+
+
+def variables(lab, namespaces: list[str], repository: str, **more) -> dict:
+    return {
+        "imageclone_backup_registry": f"{lab.config.backup_registry}/{repository}",
+        "imageclone_backup_authfile": str(lab.backup_authfile),
+        "imageclone_certs_dir": str(lab.certs_dir),
+        "imageclone_kubeconfig": str(lab.kubeconfig),
+        "imageclone_namespaces": namespaces,
+        "ansible_python_interpreter": sys.executable,
+        **more,
+    }
+
+
+def images(api: KubeApi, namespace: str) -> dict[str, list[str]]:
+    found = {}
+    for kind in ("Deployment", "StatefulSet", "CronJob"):
+        for obj in api.list(KINDS[kind], namespace)[0]:
+            node = obj
+            for key in KINDS[kind].pod_spec_path:
+                node = node[key]
+            found[f"{kind}/{obj['metadata']['name']}"] = [c["image"] for c in
+                                                          node.get("initContainers", []) + node["containers"]]
+    return found
+
+
+@pytest.fixture
+def api(lab) -> KubeApi:
+    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+
+
+def populate(lab, api: KubeApi, namespace: str, broken: bool = True) -> None:
+    api.create(KINDS["Deployment"], namespace, manifest("Deployment", "web", pod_spec(lab, "Deployment")))
+    api.create(KINDS["StatefulSet"], namespace,
+               manifest("StatefulSet", "db", pod_spec(lab, "StatefulSet", main=POSTGRES, side=REDIS)))
+    api.create(KINDS["CronJob"], namespace, manifest("CronJob", "ci", pod_spec(lab, "CronJob", main=JENKINS)))
+    if broken:
+        spec = pod_spec(lab, "Deployment", side="library/redis:gone-upstream")
+        api.create(KINDS["Deployment"], namespace, manifest("Deployment", "broken", spec))
+
+
+def test_check_mode_then_converge_then_nothing_then_revert(lab, api, namespace):
+    populate(lab, api, namespace)
+    before = images(api, namespace)
+    repository = f"playbook/{uuid.uuid4().hex[:8]}"
+    extra = variables(lab, [namespace], repository, imageclone_batch_size=2)
+
+    checked = run_playbook(lab, "migrate", extra, "--check", "--diff")
+    assert images(api, namespace) == before, "check mode changed a workload"
+    assert all(r.method == "HEAD" for r in lab.registry_requests("registry-backup", repository))
+    assert "workloads: 4 (rewritten 3, unchanged 0, blocked 1, failed 0)" in checked.stdout, checked.stdout[-3000:]
+
+    first = run_playbook(lab, "migrate", extra)
+    after = images(api, namespace)
+    for key in ("Deployment/web", "StatefulSet/db", "CronJob/ci"):
+        assert all(image.startswith(extra["imageclone_backup_registry"] + ":") and "@sha256:" in image
+                   for image in after[key]), (key, after[key])
+    assert after["Deployment/broken"] == before["Deployment/broken"]
+    assert "gone-upstream" in first.stdout and "blocked" in first.stdout
+    assert "workloads: 4 (rewritten 3, unchanged 0, blocked 1, failed 0)" in first.stdout
+
+    second = run_playbook(lab, "migrate", extra)
+    assert recap(second.stdout)["changed"] == 0, second.stdout[-3000:]
+    assert images(api, namespace) == after
+
+    run_playbook(lab, "revert", extra)
+    assert images(api, namespace) == before
+
+
+def test_the_password_never_reaches_the_output(lab, api, namespace, tmp_path):
+    populate(lab, api, namespace, broken=False)
+    password = lab.backup_password()
+    extra = variables(lab, [namespace], f"secret/{uuid.uuid4().hex[:8]}",
+                      imageclone_backup_username="imageclone", imageclone_backup_password=password)
+    del extra["imageclone_backup_authfile"]
+    output = run_playbook(lab, "migrate", extra, "-vvv", "--diff")
+    assert "rewritten 3" in output.stdout
+    assert password not in output.stdout + output.stderr
+
+
+def test_a_fleet_copies_shared_images_once(lab, api, kube, namespace):
+    from kubernetes import client
+
+    other = f"fleet-b-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(kube).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        populate(lab, api, namespace, broken=False)
+        populate(lab, api, other, broken=False)  # the same images in the second "cluster"
+        repository = f"fleet/{uuid.uuid4().hex[:8]}"
+        shared = variables(lab, [], repository)
+        del shared["imageclone_namespaces"]
+        inventory = {"all": {"hosts": {
+            "cluster-a": {"ansible_connection": "local", "imageclone_namespaces": [namespace]},
+            "cluster-b": {"ansible_connection": "local", "imageclone_namespaces": [other]},
+        }}}
+        inventory_file = Path(lab.state) / f"fleet-{uuid.uuid4().hex[:6]}.yml"
+        inventory_file.write_text(yaml.safe_dump(inventory))
+
+        run_playbook(lab, "migrate", {**shared, "imageclone_hosts": "all"}, "--forks", "2", inventory=inventory_file)
+
+        for ns in (namespace, other):
+            assert all(image.startswith(shared["imageclone_backup_registry"])
+                       for group in images(api, ns).values() for image in group)
+        puts = Counter(r.path for r in lab.registry_requests("registry-backup", repository)
+                       if r.method == "PUT" and "/manifests/" in r.path)
+        assert puts and max(puts.values()) == 1, puts  # every manifest written once for both clusters
+    finally:
+        client.CoreV1Api(kube).delete_namespace(other)
