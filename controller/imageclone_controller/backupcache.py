@@ -1,0 +1,87 @@
+"""Remember verified backups for a while, so a converged workload reconciles with no registry request.
+
+Wraps the engine's ``BackupService`` (same ``ensure_all``/``ensure``/``policy``/
+``settings`` surface, which is all ``Migration`` uses). A *verified* outcome
+(copied, present, restored) is reused for ``ttl`` seconds per image reference;
+anything else (missing, failed) is never cached, so retries really retry.
+``clear`` drops everything: the periodic resync calls it, which makes every
+resync re-verify every backup with a HEAD and lets the engine restore a lost
+one from the workload's recorded original.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from imageclone_controller.engine import plan
+
+BackupOutcome = plan.BackupOutcome
+
+
+class CachedBackups:
+    def __init__(self, service: Any, ttl: float, *, clock: Callable[[], float] = time.monotonic,
+                 max_entries: int = 50_000,
+                 on_checked: Callable[[BackupOutcome], None] = lambda outcome: None) -> None:
+        self._service = service
+        self._on_checked = on_checked
+        self._ttl = ttl
+        self._clock = clock
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._verified: dict[str, tuple[float, BackupOutcome]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def policy(self) -> Any:
+        return self._service.policy
+
+    @property
+    def settings(self) -> Any:
+        return self._service.settings
+
+    @property
+    def service(self) -> Any:
+        return self._service
+
+    def ensure(self, source: Any) -> BackupOutcome:
+        """Uncached: the engine calls this to restore a lost backup, which must really happen."""
+        return self._service.ensure(source)
+
+    def ensure_all(self, images: Mapping[str, Any]) -> dict[str, BackupOutcome]:
+        """Like ``BackupService.ensure_all``, answering recently verified references from memory."""
+        now = self._clock()
+        results: dict[str, BackupOutcome] = {}
+        wanted: dict[str, Any] = {}
+        with self._lock:
+            for key, reference in images.items():
+                cached = self._verified.get(str(reference))
+                if cached is not None and cached[0] > now:
+                    results[key] = replace(cached[1], source=key)
+                else:
+                    wanted[key] = reference
+            self.hits += len(results)
+            self.misses += len(wanted)
+        if not wanted:
+            return results
+        fresh = self._service.ensure_all(wanted)
+        for outcome in fresh.values():
+            self._on_checked(outcome)
+        with self._lock:
+            if len(self._verified) >= self._max_entries:
+                self._verified.clear()
+            for key, outcome in fresh.items():
+                if outcome.verified:
+                    self._verified[str(wanted[key])] = (now + self._ttl, outcome)
+        return results | fresh
+
+    def clear(self) -> None:
+        with self._lock:
+            self._verified.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._verified)

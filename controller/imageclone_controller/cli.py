@@ -1,0 +1,268 @@
+"""``imgCloneCtrl``: parse flags (the seed's names and meanings, plus a few), then run the manager.
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or ``--version``/``-h``;
+1 on a runtime failure (lost leadership, unusable cluster configuration);
+2 for invalid flags or environment, with a message naming the flag.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import NoReturn
+
+from imageclone_controller import __version__
+from imageclone_controller.config import (
+    DEFAULT_LEADER_ELECTION_ID,
+    DEFAULT_RESYNC,
+    DEFAULT_WORKERS,
+    ENV_PASSWORD,
+    ENV_USERNAME,
+    IN_CLUSTER_METRICS_ADDR,
+    LOCAL_METRICS_ADDR,
+    LOG_FORMATS,
+    NAMINGS,
+    ConfigError,
+    ControllerConfig,
+    check_directory,
+    check_namespace,
+    check_object_name,
+    check_readable_file,
+    in_cluster,
+    parse_address,
+    parse_duration,
+    parse_kinds,
+    pod_namespace,
+    split_list,
+)
+
+PROG = "imgCloneCtrl"
+EXIT_USAGE = 2
+_TRUE = frozenset({"1", "t", "true", "yes", "on"})
+_FALSE = frozenset({"0", "f", "false", "no", "off"})
+
+DESCRIPTION = """\
+Watches Kubernetes workloads, copies every image they use into the backup
+registry, verifies each copy by digest, then rewrites the workloads to the
+pinned backup reference. Only the elected leader (a coordination.k8s.io Lease)
+does any work.
+
+Backup registry credentials, first match wins per field: --backupRegistryUser /
+--backupRegistryPassword (the password on argv is visible to every local user:
+avoid), the environment variables IMAGECLONE_BACKUP_USERNAME /
+IMAGECLONE_BACKUP_PASSWORD, then --backupAuthFile (a docker config.json, e.g. a
+mounted kubernetes.io/dockerconfigjson Secret)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nRun '{self.prog} -h' for every flag.\n")
+
+
+def _go_bool(text: str) -> bool:
+    """Go's flag package accepts --flag, --flag=true and --flag=false; so do we."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r} (true or false)")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=DESCRIPTION, allow_abbrev=False,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    seed = parser.add_argument_group("flags")
+    seed.add_argument("--backupRegistry", metavar="REPO", dest="backup_registry",
+                      help="where images are backed up: with --naming flat (default) one repository, e.g. "
+                           "registry.example.com/backup/images; with nested a prefix (required)")
+    seed.add_argument("--backupRegistryUser", metavar="USER", dest="backup_user",
+                      help=f"backup registry username (default: ${ENV_USERNAME})")
+    seed.add_argument("--backupRegistryPassword", metavar="PASSWORD", dest="backup_password",
+                      help=f"backup registry password; prefer ${ENV_PASSWORD} or --backupAuthFile, since "
+                           "argv is visible to every local user")
+    seed.add_argument("--ignoreNamespace", metavar="NS", dest="ignore_namespaces", action="append",
+                      help="namespace never touched; repeatable or comma-separated (kube-system is always ignored)")
+    seed.add_argument("--kubeconfig", metavar="PATH",
+                      help="kubeconfig to use; only needed out of cluster (in a pod the service account is used)")
+    seed.add_argument("--leaderElectionID", metavar="NAME", dest="leader_election_id",
+                      default=DEFAULT_LEADER_ELECTION_ID,
+                      help="name of the coordination.k8s.io Lease used for leader election "
+                           f"(default {DEFAULT_LEADER_ELECTION_ID})")
+    seed.add_argument("--leaderElectionNamespace", metavar="NS", dest="leader_election_namespace",
+                      help="namespace of that Lease (default: the pod's namespace, else 'default')")
+    seed.add_argument("--version", action="version", version=f"{PROG} {__version__}",
+                      help="print the version and exit")
+
+    more = parser.add_argument_group("more flags")
+    more.add_argument("--backupAuthFile", metavar="PATH", dest="backup_authfile",
+                      help="docker config.json with the backup registry's login (a mounted Secret)")
+    more.add_argument("--sourceAuthFile", metavar="PATH", dest="source_authfile",
+                      help="docker config.json with logins for private source registries")
+    more.add_argument("--certsDir", metavar="DIR", dest="certs_dir",
+                      help="extra CA certificates for registries (*.crt), like skopeo's --cert-dir")
+    more.add_argument("--insecureRegistry", metavar="HOST", dest="insecure_registries", action="append",
+                      help="registry reached over plain HTTP / without TLS verification; repeatable")
+    more.add_argument("--naming", choices=NAMINGS, default="flat",
+                      help="backup naming policy (default flat: one repository, the source encoded in the tag)")
+    more.add_argument("--kinds", metavar="KIND[,KIND]", action="append",
+                      help="workload kinds to watch (default Deployment,DaemonSet,StatefulSet,CronJob; "
+                           "also Job, ReplicaSet, Pod)")
+    more.add_argument("--namespace", metavar="NS", dest="namespaces", action="append",
+                      help="watch only these namespaces; repeatable or comma-separated (default: every "
+                           "namespace; a Role per namespace then suffices)")
+    more.add_argument("--workers", metavar="N", type=_positive_int, default=DEFAULT_WORKERS,
+                      help=f"concurrent reconciles (default {DEFAULT_WORKERS})")
+    more.add_argument("--resync", metavar="DURATION", type=_duration, default=DEFAULT_RESYNC,
+                      help="re-reconcile (and re-verify the backups of) every workload this often "
+                           "(default 30m; 0 disables)")
+    more.add_argument("--metricsAddr", metavar="ADDR", dest="metrics_addr",
+                      help=f"address of /metrics, /healthz and /readyz (default {IN_CLUSTER_METRICS_ADDR} "
+                           f"in cluster, {LOCAL_METRICS_ADDR} outside; port 0 picks a free one)")
+    more.add_argument("--logFormat", choices=LOG_FORMATS, dest="log_format",
+                      help="log format (default json in cluster, text outside)")
+    more.add_argument("--pullSecret", metavar="NAME", dest="pull_secret",
+                      help="create this docker-registry Secret with the backup login in each namespace and "
+                           "reference it from rewritten workloads (needs the optional secrets ClusterRole)")
+    more.add_argument("--dryRun", nargs="?", const=True, default=False, type=_go_bool, metavar="BOOL",
+                      dest="dry_run", help="copy nothing and write nothing; log what would be done")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None,
+                     *, cluster: bool | None = None, namespace: str | None = None) -> ControllerConfig:
+    """Turn parsed flags plus environment into a validated config; raises ``ConfigError``."""
+    from imageclone_controller.engine import workloads  # the engine knows the kinds
+
+    environ = os.environ if environ is None else environ
+    cluster = in_cluster(environ) if cluster is None else cluster
+    if not args.backup_registry:
+        raise ConfigError("--backupRegistry is required")
+    registry = args.backup_registry.strip().rstrip("/")
+    if "://" in registry or not registry:
+        raise ConfigError(f"--backupRegistry {args.backup_registry!r}: give registry/repository, no scheme")
+    username = args.backup_user or environ.get(ENV_USERNAME) or None
+    password = args.backup_password or environ.get(ENV_PASSWORD) or None
+    if bool(username) != bool(password) and not args.backup_authfile:
+        missing = "password" if username else "username"
+        raise ConfigError(f"a backup registry {missing} is missing: give both (flags or "
+                          f"{ENV_USERNAME}/{ENV_PASSWORD}) or use --backupAuthFile")
+    if username and ":" in username:
+        raise ConfigError("--backupRegistryUser must not contain ':'")
+    ignore = tuple(check_namespace(ns, "--ignoreNamespace") for ns in split_list(args.ignore_namespaces))
+    lease_namespace = args.leader_election_namespace or namespace or (pod_namespace() if cluster else "default")
+    metrics = args.metrics_addr or (IN_CLUSTER_METRICS_ADDR if cluster else LOCAL_METRICS_ADDR)
+    if args.pull_secret:
+        check_object_name(args.pull_secret, "--pullSecret")
+        if not (username and password) and not args.backup_authfile:
+            raise ConfigError("--pullSecret needs the backup registry's username and password")
+    return ControllerConfig(
+        backup_registry=registry,
+        kinds=parse_kinds(args.kinds, workloads.KINDS),
+        namespaces=tuple(check_namespace(ns, "--namespace") for ns in split_list(args.namespaces)),
+        ignore_namespaces=ignore,
+        naming=args.naming,
+        backup_username=username,
+        backup_password=password,
+        backup_authfile=check_readable_file(args.backup_authfile, "--backupAuthFile"),
+        source_authfile=check_readable_file(args.source_authfile, "--sourceAuthFile"),
+        certs_dir=check_directory(args.certs_dir, "--certsDir"),
+        insecure_registries=split_list(args.insecure_registries),
+        kubeconfig=check_readable_file(args.kubeconfig, "--kubeconfig"),
+        leader_election_id=check_object_name(args.leader_election_id, "--leaderElectionID"),
+        leader_election_namespace=check_namespace(lease_namespace, "--leaderElectionNamespace"),
+        workers=args.workers,
+        resync=args.resync,
+        metrics_addr=parse_address(metrics),
+        log_format=args.log_format or ("json" if cluster else "text"),
+        pull_secret=args.pull_secret,
+        dry_run=args.dry_run,
+        password_on_argv=bool(args.backup_password),
+        in_cluster=cluster,
+    )
+
+
+def check_with_engine(config: ControllerConfig) -> tuple[str, ...]:
+    """Let the engine validate the backup target and auth files; return every secret they hold."""
+    from imageclone_controller.engine import factory
+
+    options = factory.BackupOptions.from_mapping(config.backup_options())
+    try:
+        options.policy  # noqa: B018 - validates --backupRegistry for --naming
+    except ValueError as error:
+        raise ConfigError(f"--backupRegistry {config.backup_registry!r}: {error}") from None
+    try:
+        store = options.credentials()
+    except ValueError as error:  # CredentialError: names the file and entry, never the secret
+        raise ConfigError(f"unusable credentials: {error}") from None
+    secrets: list[str] = []
+    for registry in sorted(store.registries):
+        credential = store.lookup(registry)
+        if credential is None:
+            continue
+        secrets += [secret for secret in (credential.password, credential.identity_token) if secret]
+        if credential.has_password:  # the "auth" field of an auth file, an Authorization header
+            secrets.append(base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode())
+    return tuple(secrets)
+
+
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ControllerConfig:
+    """Flags to config; exits 2 with a clear message on any invalid flag or value."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args, environ)
+        return replace(config, auth_secrets=check_with_engine(config))
+    except ConfigError as error:
+        parser.error(str(error))
+    except ImportError as error:  # engine.EngineNotFound: an installation problem, not a usage one
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse(argv)
+    # Children (skopeo) get a filtered environment already; drop the password from ours too.
+    os.environ.pop(ENV_PASSWORD, None)
+
+    from imageclone_controller.log import setup_logging
+
+    redact = setup_logging(config.log_format, secrets=config.secrets(), username=config.backup_username)
+    log = logging.getLogger("imageclone.cli")
+    if config.password_on_argv:
+        log.warning("the backup registry password was given on the command line, where every local user "
+                    f"can read it (/proc/<pid>/cmdline); use ${ENV_PASSWORD} or --backupAuthFile instead")
+
+    from imageclone_controller.manager import Manager, StartupError
+
+    try:
+        return Manager(config, redact=redact).run()
+    except StartupError as error:
+        log.error("cannot start: %s", error)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

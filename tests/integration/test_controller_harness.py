@@ -1,0 +1,217 @@
+"""The harness the controller's integration tests share: the real ``imgCloneCtrl`` as a subprocess.
+
+(Named ``test_controller_*`` so it lives next to the tests; it holds no tests itself.)
+``ControllerProcess`` starts the console script from the venv with a fresh flat
+backup repository, JSON logs to a file and /metrics on a free loopback port, and
+can read back its metrics, probes and log lines. Unless a test asks for the whole
+cluster (only in an isolated lab), it is scoped to the test's namespaces with
+``--namespace``, so it never touches what other tests run in the shared lab.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from signal import SIGTERM
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from lab.collection import collections_root
+from lab.processes import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(sys.executable).parent / "imgCloneCtrl"
+_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def backup_repository(lab) -> str:
+    """A fresh flat backup repository, so each test starts with nothing backed up."""
+    return f"{lab.config.backup_registry}/ctrl/{uuid.uuid4().hex[:12]}"
+
+
+def controller_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("IMAGECLONE_BACKUP_", "K8S_AUTH_")) and key != "KUBECONFIG"}
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_root())
+    env.update(extra)
+    return env
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if match:
+            labels = frozenset(_LABEL.findall(match["labels"] or ""))
+            samples[(match["name"], labels)] = float(match["value"])
+    return samples
+
+
+class ControllerProcess:
+    def __init__(self, lab, log_dir: Path, *, namespaces: Iterable[str] | None, lease_namespace: str,
+                 repository: str | None = None, lease_id: str = "image-clone-test", kubeconfig: Path | None = None,
+                 args: Iterable[str] = (), env: Mapping[str, str] | None = None, authfile: bool = True,
+                 name: str = "controller") -> None:
+        self.lab = lab
+        self.repository = repository or backup_repository(lab)
+        self.port = free_port()
+        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        argv = [str(BINARY), f"--backupRegistry={self.repository}", f"--certsDir={lab.certs_dir}",
+                f"--kubeconfig={kubeconfig or lab.kubeconfig}", f"--metricsAddr=127.0.0.1:{self.port}",
+                "--logFormat=json", f"--leaderElectionNamespace={lease_namespace}",
+                f"--leaderElectionID={lease_id}"]
+        if authfile:
+            argv.append(f"--backupAuthFile={lab.backup_authfile}")
+        if namespaces is not None:
+            argv += [f"--namespace={namespace}" for namespace in namespaces]
+        self.argv = argv + list(args)
+        self.env = controller_env(**(env or {}))
+        self.process: subprocess.Popen | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> ControllerProcess:
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+                                        stdin=subprocess.DEVNULL, cwd=REPO)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def send(self, sig: int) -> None:
+        if self.running():
+            self.process.send_signal(sig)
+
+    def stop(self, sig: int = SIGTERM, timeout: float = 20.0) -> int | None:
+        """Signal the process and wait for it; SIGKILL if it lingers. Returns the exit code."""
+        if self.process is None:
+            return None
+        if self.running():
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> ControllerProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # -- observation -----------------------------------------------------------------
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, ""
+
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        status, body = self.get("/metrics")
+        return parse_metrics(body) if status == 200 else {}
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample's value (0 when absent), or the sum over samples matching ``labels`` partially."""
+        wanted = set(labels.items())
+        return sum(value for (sample, sample_labels), value in self.metrics().items()
+                   if sample == name and wanted <= set(sample_labels))
+
+    def ready(self) -> bool:
+        return self.get("/readyz")[0] == 200
+
+    def leader(self) -> bool:
+        return self.metric("imageclone_leader") == 1
+
+    def wait_leader_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise AssertionError(f"the controller exited ({self.process.returncode}):\n{self.log_text()[-3000:]}")
+            if self.leader() and self.ready() and self.metric("imageclone_informer_synced") > 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the controller was not leader and ready within {timeout}s:\n{self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log_text().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                lines.append({"msg": line, "level": "raw"})
+        return lines
+
+
+# -- reading workloads and events -------------------------------------------------------
+
+def admin_api(lab):
+    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+
+    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+
+
+def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+
+    node: Any = obj
+    for key in KINDS[kind].pod_spec_path:
+        node = node[key]
+    return node
+
+
+def images_of(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
+    """``container name -> image`` over init and regular containers."""
+    spec = pod_spec_of(kind, obj)
+    return {c["name"]: c["image"] for section in ("initContainers", "containers") for c in spec.get(section) or ()}
+
+
+def rewritten_to(repository: str, kind: str, obj: Mapping[str, Any]) -> bool:
+    images = images_of(kind, obj)
+    return bool(images) and all(image.startswith(repository + ":") and "@sha256:" in image
+                                for image in images.values())
+
+
+def managers(obj: Mapping[str, Any]) -> set[str]:
+    return {entry.get("manager") for entry in obj["metadata"].get("managedFields") or ()}
+
+
+def events_for(lab, namespace: str, name: str) -> list[dict[str, Any]]:
+    from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
+
+    events, _ = admin_api(lab).list(Resource("Event", "v1", "events"), namespace)
+    return [event for event in events if event.get("involvedObject", {}).get("name") == name]
+
+
+def record(name: str, value: Any) -> None:
+    """Print a measurement (``pytest -s`` shows it) and keep it in build/controller-measurements.jsonl."""
+    print(f"\nMEASURED {name}: {value}")
+    path = REPO / "build" / "controller-measurements.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"name": name, "value": value, "at": time.time()}) + "\n")

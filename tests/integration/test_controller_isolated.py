@@ -1,0 +1,162 @@
+"""Tests that need a cluster of their own: a private lab (own etcd, API server, registries) in a temp dir.
+
+Here the controller runs cluster-wide (no ``--namespace``), the API server is restarted under it,
+deploy/ is applied as a whole, and 10,000 workloads are reconciled. None of that may happen in the
+shared lab, where other tests' workloads live.
+"""
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from builders import NGINX, eventually, manifest, pod_spec
+from test_controller_harness import (
+    REPO,
+    ControllerProcess,
+    admin_api,
+    images_of,
+    managers,
+    record,
+    rewritten_to,
+)
+
+NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
+POD = Resource("Pod", "v1", "pods")
+
+
+@pytest.fixture(scope="module")
+def iso(tmp_path_factory):
+    from lab.lab import Lab
+
+    lab = Lab(tmp_path_factory.mktemp("isolated") / "lab")
+    started = time.monotonic()
+    lab.up()
+    record("isolated lab up (s)", round(time.monotonic() - started, 1))
+    yield lab
+    lab.down()
+
+
+def new_namespace(lab, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    admin_api(lab).create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(iso, tmp_path):
+    admin = admin_api(iso)
+    deployment = KINDS["Deployment"]
+    watched, ignored = new_namespace(iso, "watched"), new_namespace(iso, "ignored")
+    for where in (watched, ignored, "kube-system"):
+        admin.create(deployment, where, manifest("Deployment", "app", pod_spec(iso, "Deployment")))
+    with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=watched,
+                           args=[f"--ignoreNamespace={ignored}", "--resync=1s"]) as process:
+        process.wait_leader_ready()
+        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, watched, "app")),
+                   "the watched namespace rewritten")
+        time.sleep(3)  # resyncs every second
+        # The API server filters the other two out: they are not even cached.
+        assert process.metric("imageclone_informer_objects", informer="Deployment") == 1
+        assert process.metric("imageclone_kube_writes_total") == 1
+    for where in (ignored, "kube-system"):
+        untouched = admin.get(deployment, where, "app")
+        assert images_of("Deployment", untouched)["main"] == iso.source_image(NGINX)
+        assert ORIGINAL_IMAGES not in (untouched["metadata"].get("annotations") or {})
+        assert "image-clone" not in managers(untouched)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, how):
+    """SIGTERM: a graceful stop, long enough that the leader loses its lease and campaigns again.
+    SIGKILL: a short outage, within the renew deadline: the informers reconnect and resume."""
+    admin = admin_api(iso)
+    deployment, statefulset = KINDS["Deployment"], KINDS["StatefulSet"]
+    namespace = new_namespace(iso, "restart")
+    with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=namespace) as process:
+        process.wait_leader_ready()
+        admin.create(deployment, namespace, manifest("Deployment", "before", pod_spec(iso, "Deployment")))
+        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "before")),
+                   "rewrite before the restart")
+
+        stopped_at = time.monotonic()
+        iso.daemons.stop("kube-apiserver", sig=getattr(signal, how))
+        time.sleep(1)
+        iso.up()  # starts the API server again and waits until it is ready
+        outage = time.monotonic() - stopped_at
+        back_at = time.monotonic()
+        admin = admin_api(iso)
+        admin.create(deployment, namespace, manifest("Deployment", "after", pod_spec(iso, "Deployment")))
+        admin.create(statefulset, namespace, manifest("StatefulSet", "after", pod_spec(iso, "StatefulSet")))
+        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "after"))
+                   and rewritten_to(process.repository, "StatefulSet", admin.get(statefulset, namespace, "after")),
+                   "workloads created after the restart rewritten", timeout=90)
+        converged = time.monotonic() - back_at
+        assert process.running()
+        record(f"API server restart ({how}): outage and convergence after it is back (s)",
+               {"outage": round(outage, 1), "converged after return": round(converged, 1)})
+        messages = {line.get("msg") for line in process.log_lines()}
+        if outage > 10 + 2 * 2.4:  # longer than the renew deadline plus a retry: the lease was lost
+            assert "leader lease lost: could not renew it within the renew deadline" in messages
+            assert "stopped all work after losing the lease; campaigning again" in messages
+        else:
+            assert "list/watch failed, retrying" in messages
+        assert not [m for m in messages if m.startswith("Retrying")], "urllib3's retry chatter is filtered"
+        process.wait_leader_ready()
+
+
+def test_deploy_manifests_apply_in_one_command_and_pass_the_restricted_pod_security_level(iso):
+    applied = iso.kubectl("apply", "-f", str(REPO / "deploy"))
+    assert applied.returncode == 0, applied.stderr
+    again = iso.kubectl("apply", "-f", str(REPO / "deploy"))
+    assert again.returncode == 0 and "created" not in again.stdout
+    admin = admin_api(iso)
+    stored = admin.get(KINDS["Deployment"], "image-clone", "image-clone-controller")
+    assert stored["spec"]["replicas"] == 2
+    args = stored["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert any(arg.startswith("--backupRegistry=") for arg in args)
+    # The ReplicaSet controller could create the pods: the namespace enforces "restricted" Pod Security.
+    pods = eventually(lambda: admin.list(POD, "image-clone")[0], "controller pods created", timeout=60)
+    assert len(pods) >= 1
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of ``pid`` in KiB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])
+
+
+def test_ten_thousand_workloads_fit_in_150_mb(iso, tmp_path):
+    count = 10_000
+    namespace = new_namespace(iso, "scale")
+    admin = admin_api(iso)
+    cronjob = KINDS["CronJob"]
+    spec = {"containers": [{"name": "main", "image": iso.source_image(NGINX)}], "restartPolicy": "Never"}
+
+    def create(number: int) -> None:
+        admin.create(cronjob, namespace, manifest("CronJob", f"job-{number:05d}", spec))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(count)))
+    created = time.monotonic() - started
+    with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=namespace,
+                           args=["--workers=8"]) as process:
+        started = time.monotonic()
+        process.wait_leader_ready(timeout=120)
+        eventually(lambda: process.metric("imageclone_reconcile_total", kind="CronJob", result="rewritten") >= count,
+                   "every workload rewritten", timeout=600)
+        converged = time.monotonic() - started
+        time.sleep(2)
+        current, peak = rss_kib(process.pid)
+        assert process.metric("imageclone_informer_objects", informer="CronJob") == count
+    record("10,000 CronJobs", {"created in (s)": round(created, 1), "all rewritten in (s)": round(converged, 1),
+                               "controller RSS now (MiB)": round(current / 1024, 1),
+                               "controller peak RSS (MiB)": round(peak / 1024, 1)})
+    assert peak <= 150 * 1024, f"peak RSS {peak / 1024:.0f} MiB"

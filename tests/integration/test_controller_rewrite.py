@@ -1,0 +1,161 @@
+"""The controller on the shared lab, scoped to the test's namespaces: new workloads are backed up and
+rewritten within seconds, converged ones cost nothing, ignored namespaces and kube-system are left alone."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from builders import BUSYBOX, NGINX, REDIS, eventually, manifest, pod_spec
+from test_controller_harness import (
+    ControllerProcess,
+    admin_api,
+    events_for,
+    images_of,
+    managers,
+    record,
+    rewritten_to,
+)
+
+WATCHED_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob")
+
+
+@pytest.fixture
+def controller(lab, namespace, tmp_path):
+    with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace) as process:
+        process.wait_leader_ready()
+        yield process
+
+
+def test_new_workloads_of_every_watched_kind_are_rewritten_within_seconds(lab, namespace, controller):
+    admin = admin_api(lab)
+    timings = {}
+    for kind in WATCHED_KINDS:
+        name = kind.lower()
+        started = time.monotonic()
+        admin.create(KINDS[kind], namespace, manifest(kind, name, pod_spec(lab, kind)))
+        stored = eventually(lambda kind=kind, name=name: (obj := admin.get(KINDS[kind], namespace, name))
+                            and rewritten_to(controller.repository, kind, obj) and obj,
+                            f"{kind} rewritten", timeout=30)
+        timings[kind] = round(time.monotonic() - started, 3)
+
+        images = images_of(kind, stored)
+        assert images["main"].endswith("@" + lab.config.seeds[NGINX])
+        assert images["side"].endswith("@" + lab.config.seeds[REDIS])
+        assert images["init"].endswith("@" + lab.config.seeds["library/busybox:1.36"])
+        originals = json.loads(stored["metadata"]["annotations"][ORIGINAL_IMAGES])
+        assert originals["containers"]["main"] == lab.source_image(NGINX)
+        assert originals["initContainers"]["init"] == lab.source_image(BUSYBOX)
+        # Everything else in the pod spec survived the rewrite.
+        main = next(c for c in stored_spec(kind, stored)["containers"] if c["name"] == "main")
+        assert main["env"] == [{"name": "MODE", "value": "prod"}] and main["ports"][0]["containerPort"] == 8080
+    record("time to rewrite a new workload (s), first one includes copying 3 images", timings)
+    histogram_sum = controller.metric("imageclone_rewrite_latency_seconds_sum")
+    record("rewrite latency inside the controller, mean (s)",
+           round(histogram_sum / controller.metric("imageclone_rewrite_latency_seconds_count"), 3))
+    assert all(seconds < 30 for seconds in timings.values()), timings
+
+    events = eventually(lambda: [e for e in events_for(lab, namespace, "deployment") if e["reason"] == "Rewritten"],
+                        "a Rewritten event")
+    assert events[0]["type"] == "Normal" and events[0]["reportingComponent"] == "image-clone"
+    assert controller.repository in events[0]["message"]
+
+    # Converged: our own rewrite events and later updates cost no write and no registry request.
+    writes = controller.metric("imageclone_kube_writes_total")
+    assert writes >= len(WATCHED_KINDS)  # one patch each, plus one per conflict with the controller manager
+    # The watch event of each rewrite came back and reconciled to "unchanged" (one HEAD per image, cached).
+    eventually(lambda: controller.metric("imageclone_reconcile_total", result="unchanged") >= len(WATCHED_KINDS),
+               "our own rewrites reconciled")
+    ours = "/v2/" + controller.repository.split("/", 1)[1] + "/"
+    requests = len([r for r in lab.registry_requests("registry-backup") if r.path.startswith(ours)])
+    reconciles = controller.metric("imageclone_reconcile_total")
+    # A status-only or template-label change is not even queued; an annotation image-clone reads is.
+    admin.patch(KINDS["Deployment"], namespace, "deployment", {"spec": {"template": {"metadata": {
+        "labels": {"touched": "yes"}}}}})
+    admin.patch(KINDS["Deployment"], namespace, "deployment", {"metadata": {"annotations": {
+        "imageclone.io/skip": "false"}}})
+    eventually(lambda: controller.metric("imageclone_reconcile_total") == reconciles + 1, "one reconcile")
+    time.sleep(1)
+    assert controller.metric("imageclone_kube_writes_total") == writes
+    assert len([r for r in lab.registry_requests("registry-backup") if r.path.startswith(ours)]) == requests
+    assert controller.metric("imageclone_reconcile_total", kind="Deployment", result="unchanged") >= 1
+    assert controller.metric("imageclone_image_backups_total", state="copied") == 3
+
+
+def stored_spec(kind, obj):
+    from test_controller_harness import pod_spec_of
+
+    return pod_spec_of(kind, obj)
+
+
+def test_a_changed_image_is_backed_up_and_rewritten_again(lab, namespace, controller):
+    admin = admin_api(lab)
+    deployment = KINDS["Deployment"]
+    admin.create(deployment, namespace, manifest("Deployment", "app", pod_spec(lab, "Deployment")))
+    eventually(lambda: rewritten_to(controller.repository, "Deployment", admin.get(deployment, namespace, "app")),
+               "first rewrite")
+    # A user rolls out a new image straight from the source registry.
+    admin.patch(deployment, namespace, "app", {"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": lab.source_image("library/postgres:16")}]}}}})
+    stored = eventually(lambda: (obj := admin.get(deployment, namespace, "app"))
+                        and obj["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+                            controller.repository) and "postgres" in obj["spec"]["template"]["spec"][
+                            "containers"][0]["image"] and obj, "second rewrite")
+    originals = json.loads(stored["metadata"]["annotations"][ORIGINAL_IMAGES])
+    assert originals["containers"]["main"] == lab.source_image("library/postgres:16")
+
+
+def test_ignored_namespaces_and_kube_system_are_never_touched(lab, namespace, tmp_path, kube):
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube)
+    ignored = f"ctrl-ignored-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ignored)))
+    admin = admin_api(lab)
+    deployment = KINDS["Deployment"]
+    system_name = f"imageclone-test-{uuid.uuid4().hex[:6]}"
+    try:
+        for where, name in ((namespace, "app"), (ignored, "app"), ("kube-system", system_name)):
+            admin.create(deployment, where, manifest("Deployment", name, pod_spec(lab, "Deployment")))
+        # Named explicitly, with a 1s resync: they are still never processed.
+        with ControllerProcess(lab, tmp_path, namespaces=[namespace, ignored, "kube-system"],
+                               lease_namespace=namespace,
+                               args=[f"--ignoreNamespace={ignored}", "--resync=1s"]) as process:
+            process.wait_leader_ready()
+            eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "app")),
+                       "the watched namespace rewritten")
+            time.sleep(3)  # a few resyncs
+            assert process.metric("imageclone_informer_objects") == 1  # no informer for the two others
+            assert process.metric("imageclone_kube_writes_total") == 1
+        for where, name in ((ignored, "app"), ("kube-system", system_name)):
+            untouched = admin.get(deployment, where, name)
+            assert images_of("Deployment", untouched)["main"] == lab.source_image(NGINX)
+            assert ORIGINAL_IMAGES not in (untouched["metadata"].get("annotations") or {})
+            assert "image-clone" not in managers(untouched)
+            assert not events_for(lab, where, name) or all(
+                e.get("reportingComponent") != "image-clone" for e in events_for(lab, where, name))
+    finally:
+        try:
+            admin.api_client.call_api(f"/apis/apps/v1/namespaces/kube-system/deployments/{system_name}", "DELETE",
+                                      _preload_content=False)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+        core.delete_namespace(ignored)
+
+
+def test_a_deleted_workload_is_forgotten(lab, namespace, controller):
+    admin = admin_api(lab)
+    deployment = KINDS["Deployment"]
+    admin.create(deployment, namespace, manifest("Deployment", "short-lived", pod_spec(lab, "Deployment")))
+    eventually(lambda: rewritten_to(controller.repository, "Deployment",
+                                    admin.get(deployment, namespace, "short-lived")), "rewrite")
+    admin.api_client.call_api(f"/apis/apps/v1/namespaces/{namespace}/deployments/short-lived", "DELETE",
+                              _preload_content=False)
+    eventually(lambda: controller.metric("imageclone_informer_objects") == 0, "the cache to drop it")
+    with pytest.raises(KubeApiError):
+        admin.get(deployment, namespace, "short-lived")

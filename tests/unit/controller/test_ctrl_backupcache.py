@@ -1,0 +1,55 @@
+"""Verified backups are remembered for a while; failures never are."""
+from __future__ import annotations
+
+from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome
+from imageclone_controller.backupcache import CachedBackups
+
+
+class Service:
+    policy, settings = "policy", "settings"
+
+    def __init__(self, states):
+        self.states = states
+        self.calls = []
+
+    def ensure_all(self, images):
+        self.calls.append(sorted(images))
+        return {key: BackupOutcome(key, f"backup/{ref}" if self.states[ref] != "missing" else None, "sha256:x",
+                                   self.states[ref]) for key, ref in images.items()}
+
+    def ensure(self, source):
+        self.calls.append(["ensure", source])
+        return "restored-outcome"
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_verified_outcomes_are_served_from_memory_until_the_ttl_or_a_clear():
+    service, clock, checked = Service({"nginx:1": "copied", "gone:1": "missing"}), Clock(), []
+    cache = CachedBackups(service, 60, clock=clock, on_checked=checked.append)
+    first = cache.ensure_all({"nginx:1": "nginx:1", "gone:1": "gone:1"})
+    assert first["nginx:1"].state == "copied" and first["gone:1"].state == "missing"
+    again = cache.ensure_all({"docker.io/nginx:1": "nginx:1", "gone:1": "gone:1"})
+    assert service.calls == [["gone:1", "nginx:1"], ["gone:1"]]  # the missing one is asked again
+    assert again["docker.io/nginx:1"].source == "docker.io/nginx:1"  # keyed as written by this workload
+    assert [outcome.state for outcome in checked] == ["copied", "missing", "missing"]
+    clock.now = 61
+    cache.ensure_all({"nginx:1": "nginx:1"})
+    assert service.calls[-1] == ["nginx:1"]
+    cache.clear()
+    cache.ensure_all({"nginx:1": "nginx:1"})
+    assert service.calls[-1] == ["nginx:1"] and len(service.calls) == 4
+    assert (cache.policy, cache.settings) == ("policy", "settings")
+
+
+def test_restores_are_never_cached():
+    service = Service({})
+    cache = CachedBackups(service, 60)
+    assert cache.ensure("src@sha256:x") == "restored-outcome"
+    assert cache.ensure("src@sha256:x") == "restored-outcome"
+    assert len(service.calls) == 2

@@ -1,0 +1,126 @@
+"""Flag parsing: the seed's flags and meanings, the additions, and exit code 2 with a clear message."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from imageclone_controller.cli import build_parser, check_with_engine, config_from_args, parse
+from imageclone_controller.config import ConfigError, parse_address, parse_duration
+
+SEED_FLAGS = ("--backupRegistry", "--backupRegistryUser", "--backupRegistryPassword", "--ignoreNamespace",
+              "--kubeconfig", "--leaderElectionID", "--leaderElectionNamespace", "--version", "-h")
+
+
+def config(argv, environ=None, cluster=False, namespace=None):
+    args = build_parser().parse_args(argv)
+    return config_from_args(args, environ or {}, cluster=cluster, namespace=namespace)
+
+
+def usage_error(capsys, argv, environ=None) -> str:
+    with pytest.raises(SystemExit) as exited:
+        parse(argv, environ or {})
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_help_lists_every_seed_flag(capsys):
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["-h"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for flag in SEED_FLAGS:
+        assert flag in text
+
+
+def test_seed_flags_keep_their_meaning():
+    got = config(["--backupRegistry", "registry.example.com/backup/images/", "--backupRegistryUser=bob",
+                  "--backupRegistryPassword=s3cret", "--ignoreNamespace=team-a", "--ignoreNamespace", "team-b,team-c",
+                  "--leaderElectionID=my-lease", "--leaderElectionNamespace=ops"])
+    assert got.backup_registry == "registry.example.com/backup/images"
+    assert (got.backup_username, got.backup_password, got.password_on_argv) == ("bob", "s3cret", True)
+    assert got.ignore_namespaces == ("team-a", "team-b", "team-c")
+    assert (got.leader_election_id, got.leader_election_namespace) == ("my-lease", "ops")
+    assert "s3cret" not in repr(got) and "s3cret" not in json.dumps(got.safe_summary())
+
+
+def test_defaults_out_of_cluster_and_in_cluster(tmp_path):
+    local = config(["--backupRegistry=r.example/x"])
+    assert local.leader_election_id == "image-clone-controller" and local.leader_election_namespace == "default"
+    assert local.metrics_addr == ("127.0.0.1", 8080) and local.log_format == "text"
+    assert local.kinds == ("Deployment", "DaemonSet", "StatefulSet", "CronJob") and local.workers == 4
+    pod = config(["--backupRegistry=r.example/x"], cluster=True, namespace="image-clone")
+    assert pod.metrics_addr == ("", 8080) and pod.log_format == "json"
+    assert pod.leader_election_namespace == "image-clone"
+
+
+def test_credentials_come_from_the_environment_and_are_not_argv():
+    got = config(["--backupRegistry=r.example/x"],
+                 {"IMAGECLONE_BACKUP_USERNAME": "bob", "IMAGECLONE_BACKUP_PASSWORD": "from-env"})
+    assert (got.backup_username, got.backup_password, got.password_on_argv) == ("bob", "from-env", False)
+    assert got.credential_source() == "environment"
+    assert got.secrets() == ("from-env",)
+
+
+def test_more_flags():
+    got = config(["--backupRegistry=r.example/x", "--naming=nested", "--kinds=deployment,Job", "--kinds", "Pod",
+                  "--workers=8", "--resync=1h30m", "--metricsAddr=127.0.0.1:0", "--logFormat=json",
+                  "--pullSecret=backup-pull", "--backupRegistryUser=u", "--backupRegistryPassword=p", "--dryRun",
+                  "--namespace=a,b", "--insecureRegistry=reg.local:5000"])
+    assert got.naming == "nested" and got.kinds == ("Deployment", "Job", "Pod")
+    assert got.workers == 8 and got.resync == 5400 and got.metrics_addr == ("127.0.0.1", 0)
+    assert got.pull_secret == "backup-pull" and got.dry_run is True and got.namespaces == ("a", "b")
+    assert got.insecure_registries == ("reg.local:5000",)
+    assert config(["--backupRegistry=r.example/x", "--dryRun=false"]).dry_run is False
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    ([], "--backupRegistry is required"),
+    (["--backupRegistry=r.example/x", "--kinds=Foo"], "unknown kind 'Foo'"),
+    (["--backupRegistry=r.example/x", "--workers=0"], "--workers: must be at least 1"),
+    (["--backupRegistry=r.example/x", "--resync=soon"], "invalid duration 'soon'"),
+    (["--backupRegistry=r.example/x", "--metricsAddr=8080"], "invalid address '8080'"),
+    (["--backupRegistry=r.example/x", "--naming=deep"], "invalid choice: 'deep'"),
+    (["--backupRegistry=r.example/x", "--ignoreNamespace=Not_A_Namespace"], "not a valid namespace name"),
+    (["--backupRegistry=r.example/x", "--backupRegistryUser=bob"], "password is missing"),
+    (["--backupRegistry=r.example/x", "--backupAuthFile=/nonexistent"], "/nonexistent': no such file"),
+    (["--backupRegistry=https://r.example/x"], "no scheme"),
+    (["--backupRegistry=r.example/x", "--pullSecret=pull"], "--pullSecret needs"),
+    (["--backupRegistry=r.example/x", "--backupRegistry"], "expected one argument"),
+    (["--backupRegistry=r.example/x", "--dryRun=maybe"], "invalid boolean"),
+    (["--backupReg=r.example/x"], "unrecognized arguments"),  # no abbreviations
+])
+def test_bad_flags_exit_2_with_a_clear_message(capsys, argv, message):
+    error = usage_error(capsys, argv)
+    assert message in error and "imgCloneCtrl -h" in error
+
+
+def test_the_engine_validates_the_backup_target_and_auth_files(tmp_path, capsys):
+    assert "without tag or digest" in usage_error(capsys, ["--backupRegistry=r.example/x:1.0"])
+    broken = tmp_path / "auth.json"
+    broken.write_text("{not json")
+    assert "unusable credentials" in usage_error(capsys, ["--backupRegistry=r.example/x",
+                                                          f"--backupAuthFile={broken}"])
+
+
+def test_secrets_of_auth_files_are_collected_for_redaction(tmp_path):
+    authfile = tmp_path / "auth.json"
+    token = base64.b64encode(b"bob:file-secret").decode()
+    authfile.write_text(json.dumps({"auths": {"r.example": {"auth": token}}}))
+    got = config(["--backupRegistry=r.example/x", f"--backupAuthFile={authfile}"])
+    secrets = check_with_engine(got)
+    assert "file-secret" in secrets and token in secrets
+
+
+def test_durations_and_addresses():
+    assert [parse_duration(text) for text in ("90", "1.5", "30s", "10m", "1h30m", "250ms", "0")] == [
+        90, 1.5, 30, 600, 5400, 0.25, 0]
+    for bad in ("", "-5", "5x", "m", "1h-2m"):
+        with pytest.raises(ConfigError):
+            parse_duration(bad)
+    assert parse_address(":8080") == ("", 8080) and parse_address("[::1]:9") == ("::1", 9)
+    for bad in ("8080", "host:", "host:99999", "::1:80"):
+        with pytest.raises(ConfigError):
+            parse_address(bad)

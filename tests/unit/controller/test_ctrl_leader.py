@@ -1,0 +1,134 @@
+"""Leader election against an in-memory Lease API with resourceVersion preconditions."""
+from __future__ import annotations
+
+import copy
+import threading
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
+from imageclone_controller.leader import LeaderElector, Timing
+
+
+class FakeLeases:
+    """get/create/replace of Leases with optimistic concurrency, like the API server."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.version = 0
+        self.down = False
+
+    def _check(self, verb, name):
+        if self.down:
+            raise KubeApiError(verb, f"Lease {name}", None, "ConnectionError", "connection refused")
+
+    def get(self, resource, namespace, name):
+        self._check("get", name)
+        try:
+            return copy.deepcopy(self.objects[(namespace, name)])
+        except KeyError:
+            raise KubeApiError("get", f"Lease {name}", 404, "NotFound", "not found") from None
+
+    def create(self, resource, namespace, body):
+        self._check("create", body["metadata"]["name"])
+        key = (namespace, body["metadata"]["name"])
+        if key in self.objects:
+            raise KubeApiError("create", "Lease", 409, "AlreadyExists", "exists")
+        self.version += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[key] = stored
+        return copy.deepcopy(stored)
+
+    def replace(self, resource, namespace, name, body):
+        self._check("replace", name)
+        current = self.objects[(namespace, name)]
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise KubeApiError("replace", f"Lease {name}", 409, "Conflict", "the object has been modified")
+        self.version += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[(namespace, name)] = stored
+        return copy.deepcopy(stored)
+
+    def spec(self):
+        return self.objects[("ns", "lease")]["spec"]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def elector(api, identity, clock):
+    return LeaderElector(api, "ns", "lease", identity, clock=clock)
+
+
+def test_the_first_candidate_creates_the_lease_and_a_second_waits_for_expiry():
+    api, clock = FakeLeases(), Clock()
+    a, b = elector(api, "a", clock), elector(api, "b", clock)
+    assert a.try_acquire_or_renew() is True
+    assert api.spec()["holderIdentity"] == "a" and api.spec()["leaseDurationSeconds"] == 15
+    assert b.try_acquire_or_renew() is False
+    clock.now += 10
+    assert a.try_acquire_or_renew() is True  # renewed: the record changed
+    renewed = api.spec()["renewTime"]
+    clock.now += 10
+    assert b.try_acquire_or_renew() is False  # b sees the renewal now (t=20), measured on its own clock
+    assert api.spec()["renewTime"] == renewed
+    clock.now += 14.9
+    assert b.try_acquire_or_renew() is False  # a stopped renewing, but 15s have not passed for b
+    clock.now += 0.2
+    assert b.try_acquire_or_renew() is True
+    assert api.spec()["holderIdentity"] == "b" and api.spec()["leaseTransitions"] == 1
+
+
+def test_release_lets_a_standby_take_over_at_once():
+    api, clock = FakeLeases(), Clock()
+    a, b = elector(api, "a", clock), elector(api, "b", clock)
+    a.try_acquire_or_renew()
+    a._leading.set()
+    assert b.try_acquire_or_renew() is False
+    assert a.release() is True
+    assert api.spec()["holderIdentity"] == "" and api.spec()["leaseDurationSeconds"] == 1
+    assert b.try_acquire_or_renew() is True  # no waiting for expiry
+
+
+def test_a_conflicting_write_loses_the_race():
+    api, clock = FakeLeases(), Clock()
+    a = elector(api, "a", clock)
+    a.try_acquire_or_renew()
+    original_get = api.get
+
+    def get_then_someone_writes(*args):
+        lease = original_get(*args)
+        api.objects[("ns", "lease")]["metadata"]["resourceVersion"] = "999"
+        return lease
+
+    api.get = get_then_someone_writes
+    assert a.try_acquire_or_renew() is False
+
+
+def test_the_leader_gives_up_after_the_renew_deadline_and_stops():
+    api, clock = FakeLeases(), Clock()
+    candidate = LeaderElector(api, "ns", "lease", "a", clock=clock,
+                              timing=Timing(lease_duration=0.6, renew_deadline=0.4, retry_period=0.05))
+    stop = threading.Event()
+    thread = threading.Thread(target=candidate.run, args=(stop,))
+    thread.start()
+    assert candidate.wait_leading(2)
+    api.down = True
+    clock.now += 1  # the renew deadline passes with every renewal failing
+    thread.join(3)
+    assert not thread.is_alive() and candidate.lost and not candidate.leading
+    candidate.reset()
+    api.down = False
+    assert candidate.try_acquire_or_renew() is True  # still the holder: wins again at once
+
+
+def test_timing_is_validated():
+    import pytest
+
+    with pytest.raises(ValueError):
+        Timing(lease_duration=10, renew_deadline=10, retry_period=2)
