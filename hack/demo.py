@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -90,6 +91,41 @@ def run_playbook(lab: Lab, backup_repository: str) -> None:
                    check=True, env=env)
 
 
+def controller_rewrites_a_new_deployment(apps: client.AppsV1Api, lab: Lab, backup_repository: str) -> None:
+    """Start imgCloneCtrl on the demo namespace, deploy something new, show the controller rewrite it."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections_root())}
+    argv = [str(bin_dir / "imgCloneCtrl"), f"--backupRegistry={backup_repository}",
+            f"--backupAuthFile={lab.backup_authfile}", f"--certsDir={lab.certs_dir}",
+            f"--kubeconfig={lab.kubeconfig}", f"--namespace={NAMESPACE}", "--leaderElectionNamespace=default",
+            "--leaderElectionID=image-clone-demo", "--metricsAddr=127.0.0.1:0", "--logFormat=text"]
+    log = lab.state / "logs" / "demo-controller.log"
+    print(f"\n$ imgCloneCtrl --backupRegistry={backup_repository} --namespace={NAMESPACE} ...  (log: {log})")
+    with open(log, "ab") as output:
+        controller = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=env)
+    try:
+        name = f"new-app-{int(time.time())}"
+        image = lab.source_image("library/postgres:16")
+        apps.create_namespaced_deployment(NAMESPACE, client.V1Deployment(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1DeploymentSpec(replicas=1, selector=client.V1LabelSelector(match_labels={"app": name}),
+                                         template=pod_template(name, [("app", image)]))))
+        created = time.monotonic()
+        print(f"created deployment/{name} with {_short(lab, image)}")
+        deadline = created + 60
+        while time.monotonic() < deadline:
+            now = apps.read_namespaced_deployment(name, NAMESPACE).spec.template.spec.containers[0].image
+            if now != image:
+                print(f"the controller rewrote it after {time.monotonic() - created:.1f}s: {_short(lab, now)}")
+                apps.delete_namespaced_deployment(name, NAMESPACE)
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the controller did not rewrite deployment/{name} within 60s; see {log}")
+    finally:
+        controller.terminate()
+        controller.wait(timeout=30)
+
+
 def workload_images(apps: client.AppsV1Api, lab: Lab) -> dict[tuple[str, str, str], tuple[str, str]]:
     """(kind, name, container) -> (image now, image before image-clone), for the demo workloads."""
     images = {}
@@ -132,6 +168,8 @@ def main() -> int:
                f"docker://{legacy.without_tag()}")
     print(f"\nUpstream just deleted {VANISHING}; daemonset/legacy-agent still pulls it from the backup "
           f"({_short(lab, str(legacy))}).")
+
+    controller_rewrites_a_new_deployment(apps, lab, backup_repository)
     return 0
 
 
