@@ -3,11 +3,12 @@ SHELL := /bin/bash
 PYTHON := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help bootstrap binaries lab-up lab-down lab-status demo test test-unit test-integration
+.PHONY: help bootstrap binaries lab-up lab-down lab-status demo test test-unit test-integration bench
 
 help:
 	@echo "make demo        bring the local lab up and run image-clone's main job on it"
 	@echo "make test        install everything, then run every test suite"
+	@echo "make bench       benchmarks against skopeo sync and a naive loop (docs/benchmarks.md)"
 	@echo "make lab-up | lab-down | lab-status"
 
 bootstrap:
@@ -41,3 +42,6 @@ test-unit: bootstrap
 test-integration: binaries
 	@rm -rf collections
 	@$(PYTHON) -m pytest tests/integration
+
+bench: binaries
+	@$(PYTHON) -m bench
