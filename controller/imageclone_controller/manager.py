@@ -118,7 +118,12 @@ class Manager:
             record_event=self.events.record, metrics=self.metrics, registry_backoff=self._registry_backoff,
             seen_registries=self._seen_registries)
         return Controller(informers, queue, reconciler, workers=config.workers, resync=config.resync,
-                          on_resync=self.backups.clear, metrics=self.metrics)
+                          on_resync=self._on_resync, metrics=self.metrics)
+
+    def _on_resync(self) -> None:
+        # A resync re-verifies everything: backups (HEAD again) and pull Secrets (someone may delete one).
+        self.backups.clear()
+        self.migration.forget_pull_secrets()
 
     # -- probes ------------------------------------------------------------------------
 

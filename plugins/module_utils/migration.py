@@ -192,6 +192,10 @@ class Migration:
         state: WorkloadState = "rewritten" if result.changed else "unchanged"
         return WorkloadReport(workload.key, state, None, workload.managed_by, result)
 
+    def forget_pull_secrets(self) -> None:
+        """Check each namespace's pull Secret again on next use (a long-running caller's resync)."""
+        self._secret_namespaces.clear()
+
     def _pull_secret_for(self, workload: Workload) -> str | None:
         if self.pull_secret is None:
             return None

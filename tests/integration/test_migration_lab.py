@@ -112,3 +112,26 @@ def test_a_lost_backup_is_restored_from_the_recorded_original(lab, policy, clust
     assert report.images[image].state == "restored"
     lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
                f"docker://{backup.without_tag()}")
+
+
+def test_a_deleted_pull_secret_is_recreated_after_forget(lab, policy, namespace):
+    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration as build
+    from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
+
+    options = BackupOptions.from_mapping({"backup_registry": policy.target, "backup_authfile": str(lab.backup_authfile),
+                                          "certs_dir": str(lab.certs_dir)})
+    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    for name in ("first", "second"):
+        admin.create(KINDS["Deployment"], namespace, manifest("Deployment", name, pod_spec(lab, "Deployment")))
+    engine = build({"kubeconfig": str(lab.kubeconfig)}, options, Scope(namespaces=(namespace,)),
+                   pull_secret_name="backup-pull")
+    found = {w.name: w for w in engine.discover().workloads}
+    outcomes = engine.back_up(found.values())
+
+    assert engine.rewrite(found["first"], outcomes).state == "rewritten"
+    admin.api_client.call_api(f"/api/v1/namespaces/{namespace}/secrets/backup-pull", "DELETE",
+                              _preload_content=False)
+    engine.forget_pull_secrets()
+    assert engine.rewrite(found["second"], outcomes).state == "rewritten"
+    secret = admin.get(SECRET, namespace, "backup-pull")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
