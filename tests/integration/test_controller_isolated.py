@@ -61,10 +61,12 @@ def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(i
         process.wait_leader_ready()
         eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, watched, "app")),
                    "the watched namespace rewritten")
-        time.sleep(3)  # resyncs every second
+        # One write rewrote it (more only if a 409 conflict with the Deployment controller forced a retry).
+        writes = process.metric("imageclone_kube_writes_total")
+        time.sleep(3)  # resyncs every second: a converged cluster costs no further write
+        assert process.metric("imageclone_kube_writes_total") == writes >= 1
         # The API server filters the other two out: they are not even cached.
         assert process.metric("imageclone_informer_objects", informer="Deployment") == 1
-        assert process.metric("imageclone_kube_writes_total") == 1
     for where in (ignored, "kube-system"):
         untouched = admin.get(deployment, where, "app")
         assert images_of("Deployment", untouched)["main"] == iso.source_image(NGINX)
