@@ -25,7 +25,7 @@ import yaml
 
 from lab.binaries import ensure_binaries, kubernetes_version
 from lab.images import SEED_IMAGES, ImageSpec, OciLayout
-from lab.pki import CertificateAuthority, Identity
+from lab.pki import CertificateAuthority, Identity, write_private
 from lab.processes import Daemons, free_port, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -275,10 +275,10 @@ class Lab:
         # The password goes through stdin, never argv.
         subprocess.run(["htpasswd", "-B", "-i", "-c", str(path), BACKUP_USER],
                        input=password.encode(), check=True, capture_output=True)
-        _write_private(self.backup_password_file, password + "\n")
+        write_private(self.backup_password_file, (password + "\n").encode())
         token = base64.b64encode(f"{BACKUP_USER}:{password}".encode()).decode()
-        _write_private(self.backup_authfile,
-                       json.dumps({"auths": {config.backup_registry: {"auth": token}}}, indent=2))
+        write_private(self.backup_authfile,
+                      json.dumps({"auths": {config.backup_registry: {"auth": token}}}, indent=2).encode())
         return path
 
     # -- images ----------------------------------------------------------------------
@@ -350,7 +350,7 @@ class Lab:
             "contexts": [{"name": user, "context": {"cluster": "image-clone-lab", "user": user}}],
             "current-context": user,
         }
-        _write_private(path, yaml.safe_dump(document))
+        write_private(path, yaml.safe_dump(document).encode())
 
 
 _ACCESS_LOG = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ', re.M)
@@ -363,12 +363,6 @@ class RegistryRequest:
     method: str
     path: str
     status: int
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
 
 
 def _client_tls(ca: Path, identity: Identity) -> ssl.SSLContext:

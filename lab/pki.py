@@ -28,7 +28,8 @@ class Identity:
     key: Path
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` readable by its owner only (created 0600, never wider)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -83,7 +84,7 @@ class CertificateAuthority:
             )
             .sign(self._key, hashes.SHA256())
         )
-        _write_private(key_path, _key_pem(self._key))
+        write_private(key_path, _key_pem(self._key))
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(
@@ -116,7 +117,7 @@ class CertificateAuthority:
         if hosts:
             builder = builder.add_extension(x509.SubjectAlternativeName(_alt_names(hosts)), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
-        _write_private(identity.key, _key_pem(key))
+        write_private(identity.key, _key_pem(key))
         identity.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return identity
 
@@ -126,7 +127,7 @@ class CertificateAuthority:
         if identity.cert.exists() and identity.key.exists():
             return identity
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_private(identity.key, _key_pem(key))
+        write_private(identity.key, _key_pem(key))
         identity.cert.write_bytes(
             key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
