@@ -1,0 +1,352 @@
+"""The watcher controller (``imgCloneCtrl``) under a burst of new Deployments, then idle at scale.
+
+Burst: the controller runs against the whole isolated cluster with every
+image already backed up; W new Deployments (source images) are created as
+fast as 8 client threads can; a separate watcher process records when each
+is first seen rewritten. Latency is the client-side create timestamp (the
+moment the POST is sent) to that first sighting.
+
+Idle: the cluster is filled up to ``idle_target`` workloads (created already
+pointing at their verified backups, as after a migration), the controller's
+queue drains, then after ``idle_seconds`` of quiet its VmRSS is read from
+``/proc``. The controller is then restarted on that cluster, so the figure at
+scale is also measured from a cold start (list, reconcile everything, idle).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from bench.env import BenchLab, counts_delta, cpu_delta, summarize
+from bench.workloads import (
+    KIND_MIX,
+    WorkloadSpec,
+    create_all,
+    ensure_namespaces,
+    namespaces,
+    plan_workloads,
+)
+from lab.collection import collections_root
+from lab.processes import free_port
+
+BINARY = Path(sys.executable).parent / "imgCloneCtrl"
+REPO = Path(__file__).resolve().parent.parent
+_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank quantile (p99 of 1,000 values is the 990th smallest)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far (threads included)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM (bytes) of ``pid``."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
+class Controller:
+    """``imgCloneCtrl`` as a subprocess: text logs to a file, /metrics on a free loopback port."""
+
+    def __init__(self, bl: BenchLab, repository: str, log_path: Path, workers: int | None = None) -> None:
+        lab = bl.lab
+        self.port = free_port()
+        self.log_path = log_path
+        self.argv = [str(BINARY), f"--backupRegistry={repository}", f"--kubeconfig={lab.kubeconfig}",
+                     f"--backupAuthFile={lab.backup_authfile}", f"--certsDir={lab.certs_dir}",
+                     f"--metricsAddr=127.0.0.1:{self.port}", "--logFormat=text",
+                     "--leaderElectionNamespace=default", "--leaderElectionID=image-clone-bench"]
+        if workers:
+            self.argv.append(f"--workers={workers}")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("IMAGECLONE_BACKUP_", "K8S_AUTH_")) and k != "KUBECONFIG"}
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_root())
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0
+
+    def start(self) -> Controller:
+        self._log = open(self.log_path, "ab")
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+                                        stdin=subprocess.DEVNULL, cwd=REPO)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.running():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode
+
+    def metrics(self) -> dict[tuple[str, frozenset], float]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return {}
+        samples = {}
+        for line in text.splitlines():
+            match = _SAMPLE.match(line) if line and not line.startswith("#") else None
+            if match:
+                samples[(match["name"], frozenset(_LABEL.findall(match["labels"] or "")))] = float(match["value"])
+        return samples
+
+    @staticmethod
+    def total(samples: dict, name: str, **labels: str) -> float:
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def wait_settled(self, objects: int, timeout: float) -> float:
+        """Wait until leader, synced, ``objects`` workloads cached and the queue empty; seconds since start."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"imgCloneCtrl exited ({self.process.returncode}):\n{self.log_tail()}")
+            m = self.metrics()
+            settled = (m and self.total(m, "imageclone_leader") == 1
+                       and self.total(m, "imageclone_informer_synced") > 0
+                       and self.total(m, "imageclone_informer_objects") >= objects
+                       and self.total(m, "imageclone_workqueue_depth") == 0
+                       and self.total(m, "imageclone_workqueue_in_flight") == 0)
+            if settled:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 1.0:  # stays empty for a second: not between two adds
+                    return quiet_since - self.started
+            else:
+                quiet_since = None
+            time.sleep(0.2)
+        raise TimeoutError(f"imgCloneCtrl did not settle on {objects} workloads within {timeout:.0f}s:\n"
+                           f"{self.log_tail()}")
+
+
+def metric_summary(ctrl: Controller, samples: dict) -> dict[str, Any]:
+    reconciles: dict[str, float] = {}
+    for (name, labels), value in samples.items():
+        if name == "imageclone_reconcile_total":
+            result = dict(labels).get("result", "?")
+            reconciles[result] = reconciles.get(result, 0) + value
+    return {
+        "reconciles": reconciles,
+        "kube_writes": ctrl.total(samples, "imageclone_kube_writes_total"),
+        "registry_requests": ctrl.total(samples, "imageclone_registry_requests_total"),
+        "image_backups": {dict(ls).get("state", "?"): v for (n, ls), v in samples.items()
+                          if n == "imageclone_image_backups_total"},
+        "informer_objects": ctrl.total(samples, "imageclone_informer_objects"),
+        "rewrite_latency_count": ctrl.total(samples, "imageclone_rewrite_latency_seconds_count"),
+        "rewrite_latency_sum": ctrl.total(samples, "imageclone_rewrite_latency_seconds_sum"),
+        "reconcile_duration_count": ctrl.total(samples, "imageclone_reconcile_duration_seconds_count"),
+        "reconcile_duration_sum": ctrl.total(samples, "imageclone_reconcile_duration_seconds_sum"),
+    }
+
+
+def _diff(after: dict, before: dict) -> dict:
+    out = {}
+    for key, value in after.items():
+        if isinstance(value, dict):
+            out[key] = _diff(value, before.get(key, {}))
+        else:
+            out[key] = round(value - before.get(key, 0), 3)
+    return out
+
+
+def burst(bl: BenchLab, workdir: Path, repository: str, source_images: Sequence[str], count: int, ns_count: int,
+          existing: int, timeout: float, workers: int | None = None, prefix: str = "burst") -> dict[str, Any]:
+    """Start the controller on the converged cluster, create ``count`` Deployments at once in namespaces
+    ``<prefix>-NN``, measure, stop the controller."""
+    api = bl.api()
+    burst_ns = namespaces(prefix, ns_count)
+    ensure_namespaces(api, burst_ns)
+    ctrl = Controller(bl, repository, workdir / f"controller-{prefix}.log", workers).start()
+    result: dict[str, Any] = {"argv": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(ctrl.argv)),
+                              "workers": workers or 4}
+    try:
+        _burst(bl, workdir, ctrl, result, repository, source_images, count, burst_ns, existing, timeout, prefix)
+    finally:
+        result["exit_code"] = ctrl.stop()
+        result["log"] = log_problems(ctrl.log_path)
+    return result
+
+
+def _burst(bl: BenchLab, workdir: Path, ctrl: Controller, result: dict[str, Any], repository: str,
+           source_images: Sequence[str], count: int, burst_ns: list[str], existing: int, timeout: float,
+           prefix: str) -> None:
+    api = bl.api()
+    startup = ctrl.wait_settled(existing, timeout=max(120.0, existing / 20))
+    result["startup_settled_s"] = round(startup, 3)
+    result["startup_objects"] = existing
+    result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
+    before = metric_summary(ctrl, ctrl.metrics())
+    result["startup_metrics"] = before
+
+    specs = plan_workloads(count, source_images, burst_ns, seed=11, kinds=(("Deployment", 1),), prefix="b")
+    out = workdir / f"watch-{prefix}.json"
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "bench.watcher", f"--kubeconfig={bl.lab.kubeconfig}", f"--prefix={prefix}-",
+         f"--repository={repository}", f"--expect={count}", f"--timeout={timeout}", f"--out={out}"],
+        stdout=subprocess.PIPE, stderr=open(workdir / f"watcher-{prefix}.err", "wb"), cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, text=True)
+    try:
+        if watcher.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"watcher did not start: {(workdir / f'watcher-{prefix}.err').read_text()[-2000:]}")
+        mark, api_before = bl.mark(), bl.apiserver_counts()
+        cpu_before = cpu_seconds(ctrl.pid)
+        lab_cpu_before = bl.cpu()
+        started = time.monotonic()
+        times = create_all(api, specs, workers=8)
+        result["create_s"] = round(time.monotonic() - started, 3)
+        watcher.wait(timeout + 60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    result["cpu_s"] = round(cpu_seconds(ctrl.pid) - cpu_before, 3)
+    cpu = cpu_delta(lab_cpu_before, bl.cpu(), time.monotonic() - started)
+    cpu["by_process_s"]["controller"] = result["cpu_s"]  # not a waited-for child yet: counted apart
+    cpu["ours_s"] = round(cpu["ours_s"] + result["cpu_s"], 3)
+    cpu["others_s"] = round(max(0.0, cpu["others_s"] - result["cpu_s"]), 3)
+    result["cpu"] = cpu
+    watched = json.loads(out.read_text())
+    seen = watched["rewritten"]
+    sent = {f"{s.namespace}/{s.name}": times[s.key][0] for s in specs if s.key in times}
+    acked = {f"{s.namespace}/{s.name}": times[s.key][1] for s in specs if s.key in times}
+    latencies = [seen[k] - sent[k] for k in sent if k in seen]
+    from_ack = [max(0.0, seen[k] - acked[k]) for k in acked if k in seen]
+    first_sent = min(sent.values())
+    after = metric_summary(ctrl, ctrl.metrics())
+    requests, server_time = bl.requests_since(mark)
+    status = proc_status(ctrl.pid)
+    result.update({
+        "deployments": count,
+        "rewritten": len(seen),
+        "missing": count - len(seen),
+        "converged_s": round(max(seen.values()) - first_sent, 3) if seen else None,
+        "create_rate_per_s": round(count / result["create_s"], 1) if result["create_s"] else None,
+        "latency_s": {"p50": _r(quantile(latencies, 0.50)), "p90": _r(quantile(latencies, 0.90)),
+                      "p99": _r(quantile(latencies, 0.99)), "max": _r(max(latencies) if latencies else None)},
+        "latency_from_ack_s": {"p50": _r(quantile(from_ack, 0.50)), "p99": _r(quantile(from_ack, 0.99))},
+        "watch_events": watched["events"],
+        "peak_rss_bytes": status.get("VmHWM"),
+        "rss_bytes": status.get("VmRSS"),
+        "metrics": _diff(after, before),
+        "backup_registry": summarize(requests, server_time),
+        "api": counts_delta(api_before, bl.apiserver_counts()),
+    })
+
+
+def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], source_images: Sequence[str],
+         existing: int, target: int, ns_count: int, idle_seconds: float) -> dict[str, Any]:
+    """Start the controller on ``existing`` workloads, fill the cluster to ``target`` (pre-rewritten), idle,
+    read its RSS; then restart it on the full cluster, idle, read it again."""
+    api = bl.api()
+    fill = max(0, target - existing)
+    idle_ns = namespaces("idle", ns_count)
+    ensure_namespaces(api, idle_ns)
+    usable = [image for image in source_images if image in mapping]
+    specs = plan_workloads(fill, usable, idle_ns, seed=13, kinds=KIND_MIX, prefix="i")
+    rewritten_specs = [WorkloadSpec(s.kind, s.namespace, s.name,
+                                    tuple((c, mapping[image]) for c, image in s.containers)) for s in specs]
+    originals = {s.key: json.dumps({"containers": dict(s.containers)}, sort_keys=True) for s in specs}
+    ctrl = Controller(bl, repository, workdir / "controller-idle.log").start()
+    result: dict[str, Any] = {"created": fill, "total": target, "idle_seconds": idle_seconds}
+    try:
+        result["startup_settled_s"] = round(ctrl.wait_settled(existing, timeout=300), 3)
+        result["startup_objects"] = existing
+        result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
+        before = metric_summary(ctrl, ctrl.metrics())
+        mark = bl.mark()
+        started = time.monotonic()
+        create_all(api, rewritten_specs, workers=8, annotate=lambda s: {ORIGINAL_IMAGES: originals[s.key]})
+        result["create_s"] = round(time.monotonic() - started, 3)
+        settle_start = time.monotonic()
+        ctrl.wait_settled(target, timeout=600)
+        result["drained_after_create_s"] = round(time.monotonic() - settle_start, 3)
+        cpu_before = cpu_seconds(ctrl.pid)
+        time.sleep(idle_seconds)
+        status = proc_status(ctrl.pid)
+        result["idle_cpu_s"] = round(cpu_seconds(ctrl.pid) - cpu_before, 3)
+        after = metric_summary(ctrl, ctrl.metrics())
+        requests, server_time = bl.requests_since(mark)
+        result["running"] = {"rss_bytes": status.get("VmRSS"), "peak_rss_bytes": status.get("VmHWM"),
+                             "metrics": _diff(after, before), "backup_registry": summarize(requests, server_time)}
+    finally:
+        result["running_exit_code"] = ctrl.stop()
+
+    # The same cluster from a cold start: list everything, verify every backup once, then idle.
+    again = Controller(bl, repository, workdir / "controller-restart.log").start()
+    try:
+        mark = bl.mark()
+        settled = again.wait_settled(target, timeout=900)
+        cpu_settle = cpu_seconds(again.pid)
+        time.sleep(idle_seconds)
+        status = proc_status(again.pid)
+        cpu_idle = cpu_seconds(again.pid) - cpu_settle
+        samples = again.metrics()
+        requests, server_time = bl.requests_since(mark)
+        result["restarted"] = {"settled_s": round(settled, 3), "rss_bytes": status.get("VmRSS"),
+                               "startup_cpu_s": round(cpu_settle, 3), "idle_cpu_s": round(cpu_idle, 3),
+                               "peak_rss_bytes": status.get("VmHWM"), "metrics": metric_summary(again, samples),
+                               "backup_registry": summarize(requests, server_time)}
+    finally:
+        result["restarted_exit_code"] = again.stop()
+    return result
+
+
+def log_problems(path: Path) -> dict[str, int]:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return {"lines": text.count("\n"), "errors": len(re.findall(r"\bERROR\b|level=error", text)),
+            "tracebacks": text.count("Traceback")}
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
