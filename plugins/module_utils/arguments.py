@@ -115,15 +115,21 @@ def scope_fields(params: Mapping[str, Any], only: Sequence[WorkloadId] | None = 
     """Keyword arguments for the engine's ``Scope.of`` from the scope options.
 
     With ``only`` (workload identities), the scope narrows to their kinds and
-    namespaces, so discovery lists no more than it must; a selection wholly
-    outside the scope options yields an empty list of namespaces (nothing listed).
+    namespaces, so discovery lists no more than it must: a selection in one
+    namespace lists just that namespace, while a selection spanning several
+    (and no ``namespaces`` option) lists each kind once cluster-wide, which costs
+    one LIST per kind instead of one per kind and namespace; the caller keeps only
+    the selected workloads. A selection wholly outside the scope options yields an
+    empty list of namespaces (nothing listed).
     """
     namespaces = tuple(params["namespaces"]) if params.get("namespaces") else None
     kinds = list(params["kinds"]) if params.get("kinds") else list(KIND_NAMES)
     if only is not None:
         wanted_namespaces = dict.fromkeys(workload[1] for workload in only)
         wanted_kinds = [kind for kind in dict.fromkeys(workload[0] for workload in only) if kind in kinds]
-        namespaces = tuple(n for n in wanted_namespaces if namespaces is None or n in namespaces)
+        selected = tuple(n for n in wanted_namespaces if namespaces is None or n in namespaces)
+        if namespaces is not None or len(selected) <= 1:
+            namespaces = selected
         if not wanted_kinds:
             namespaces = ()
         kinds = wanted_kinds or kinds

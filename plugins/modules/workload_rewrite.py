@@ -280,7 +280,7 @@ try:
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope, WorkloadReport
     from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import RewriteError, revert
-    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, Skipped
+    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, Skipped, namespace_skip_reason
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -291,22 +291,23 @@ ROLLOUT_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 POLL_SECONDS = 1.0
 
 
-def select(found, ids):
+def select(found, ids, ignore_namespaces):
     """``(workloads, skipped, reports of listed workloads not found)`` for the selection ``ids`` (None: all)."""
     if ids is None:
         return list(found.workloads), list(found.skipped), []
     listed = {(w.kind.name, w.namespace, w.name): w for w in found.workloads}
     left_alone = {(s.kind, s.namespace, s.name): s for s in found.skipped}
-    ignored_namespaces = {s.name: s.reason for s in found.skipped if s.kind == "Namespace"}
     workloads, skipped_ones, absent = [], [], []
     for kind, namespace, name in ids:
         key = (kind, namespace, name)
+        # Discovery may not have listed an ignored namespace at all: its rule still says why.
+        ignored = namespace_skip_reason(namespace, ignore_namespaces)
         if key in listed:
             workloads.append(listed[key])
         elif key in left_alone:
             skipped_ones.append(left_alone[key])
-        elif namespace in ignored_namespaces:
-            skipped_ones.append(Skipped(kind, namespace, name, ignored_namespaces[namespace]))
+        elif ignored:
+            skipped_ones.append(Skipped(kind, namespace, name, ignored))
         else:
             reason = "not found in the scope (no such workload, or outside the namespaces or kinds options)"
             absent.append(WorkloadReport(f"{kind}/{namespace}/{name}", "failed", reason))
@@ -387,7 +388,7 @@ def run(params, check_mode):
         params, options, Scope.of(**scope_fields(params, ids)), dry_run=check_mode, copy=check_mode,
         pull_secret_name=params["pull_secret"] if rewriting else None,
     )
-    workloads, skipped_ones, absent = select(engine.discover(), ids)
+    workloads, skipped_ones, absent = select(engine.discover(), ids, params["ignore_namespaces"] or ())
     if rewriting:
         reports, outcomes = rewrite_all(engine, workloads)
     else:
