@@ -44,7 +44,8 @@ def project(kind: workloads.Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
         slim_metadata["labels"] = metadata["labels"]
     if annotations:
         slim_metadata["annotations"] = annotations
-    owner = next((ref for ref in metadata.get("ownerReferences") or () if isinstance(ref, Mapping)
+    references = metadata.get("ownerReferences")
+    owner = next((ref for ref in (references if isinstance(references, list) else ()) if isinstance(ref, Mapping)
                   and ref.get("controller") is True), None)
     if owner is not None:
         slim_metadata["ownerReferences"] = [{"kind": owner.get("kind"), "name": owner.get("name"),

@@ -81,6 +81,9 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+MAX_WORKERS = 256  # each worker is a thread and may run a skopeo copy; far beyond any useful value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -88,6 +91,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WORKERS}, got {value}")
     return value
 
 

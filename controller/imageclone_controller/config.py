@@ -201,10 +201,18 @@ def check_object_name(name: str, flag: str) -> str:
     return name
 
 
+def _path_check(path: str, flag: str, check: str) -> bool:
+    """``Path(path).is_file()`` / ``is_dir()``, an unusable path (too long, no permission) a ConfigError."""
+    try:
+        return getattr(Path(path), check)()
+    except OSError as error:
+        raise ConfigError(f"{flag} {path!r}: {error.strerror or error}") from None
+
+
 def check_readable_file(path: str | None, flag: str) -> str | None:
     if path is None:
         return None
-    if not Path(path).is_file():
+    if not _path_check(path, flag, "is_file"):
         raise ConfigError(f"{flag} {path!r}: no such file")
     if not os.access(path, os.R_OK):
         raise ConfigError(f"{flag} {path!r}: not readable")
@@ -212,6 +220,6 @@ def check_readable_file(path: str | None, flag: str) -> str | None:
 
 
 def check_directory(path: str | None, flag: str) -> str | None:
-    if path is not None and not Path(path).is_dir():
+    if path is not None and not _path_check(path, flag, "is_dir"):
         raise ConfigError(f"{flag} {path!r}: no such directory")
     return path

@@ -59,17 +59,31 @@ class JsonFormatter(logging.Formatter):
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
+        # Values are redacted before serializing: masking the serialized line would miss a secret that
+        # JSON escapes a second time and could cut an escape sequence in half.
+        redact = self._redact
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key, value in getattr(record, _FIELDS, {}).items():
-            entry[f"field_{key}" if key in _RESERVED else key] = value
+            entry[f"field_{key}" if key in _RESERVED else key] = _redacted(value, redact)
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return self._redact(json.dumps(entry, default=str, separators=(",", ":")))
+            entry["error"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=lambda value: redact(str(value)), separators=(",", ":"))
+
+
+def _redacted(value: Any, redact: Redactor) -> Any:
+    """``value`` with every string in it (keys of mappings included) passed through ``redact``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(key)): _redacted(item, redact) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redacted(item, redact) for item in value]
+    return value
 
 
 class TextFormatter(logging.Formatter):

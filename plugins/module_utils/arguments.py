@@ -9,6 +9,7 @@ documentation of every option is in ``plugins/doc_fragments``; the sanity test
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -75,6 +76,10 @@ MINIMUMS: Final[Mapping[str, int]] = {
     "wait_timeout": 0,
 }
 
+# Kubernetes names: a namespace is a DNS label, a Secret a DNS subdomain.
+_DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN: Final = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
 WORKLOAD_FIELDS: Final = ("kind", "namespace", "name")
 WorkloadId = tuple[str, str, str]
 
@@ -109,6 +114,20 @@ def range_problems(params: Mapping[str, Any]) -> list[str]:
         for name, minimum in MINIMUMS.items()
         if params.get(name) is not None and params[name] < minimum
     ]
+
+
+def name_problems(params: Mapping[str, Any]) -> list[str]:
+    """One message per namespace or Secret name option value the API server would refuse."""
+    problems = [
+        f"{option}: {namespace!r} is not a valid namespace name (a lowercase DNS label)"
+        for option in ("namespaces", "ignore_namespaces")
+        for namespace in params.get(option) or ()
+        if not _DNS_LABEL.fullmatch(namespace)
+    ]
+    secret = params.get("pull_secret")
+    if secret is not None and not _DNS_SUBDOMAIN.fullmatch(secret):
+        problems.append(f"pull_secret: {secret!r} is not a valid Secret name (a lowercase DNS subdomain)")
+    return problems
 
 
 def scope_fields(params: Mapping[str, Any], only: Sequence[WorkloadId] | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
     CredentialStore,
+    memfd_number,
     private_authfile,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference
@@ -55,7 +56,8 @@ class Skopeo:
             raise CopyError(f"skopeo is not installed (looked for {self.binary!r} on PATH)")
         with private_authfile(credentials, (source.registry, destination.registry)) as authfile:
             argv = self.copy_argv(source, destination, authfile)
-            self._run(argv, f"copy {source} -> {destination}")
+            fd = memfd_number(authfile)
+            self._run(argv, f"copy {source} -> {destination}", () if fd is None else (fd,))
 
     def copy_argv(self, source: ImageReference, destination: ImageReference, authfile: Path) -> list[str]:
         """The exact argv of one copy (exposed so tests can assert what is, and is not, on it)."""
@@ -71,10 +73,11 @@ class Skopeo:
             return [f"--{side}-tls-verify=false"]
         return [f"--{side}-cert-dir={self.certs_dir}"] if self.certs_dir else []
 
-    def _run(self, argv: list[str], what: str) -> None:
+    def _run(self, argv: list[str], what: str, pass_fds: tuple[int, ...] = ()) -> None:
         env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                                   stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                                   pass_fds=pass_fds)
         try:
             stderr = process.communicate(timeout=self.timeout)[1]
         except subprocess.TimeoutExpired:
@@ -83,7 +86,17 @@ class Skopeo:
             raise CopyError(f"{what}: timed out after {self.timeout:.0f}s") from None
         if process.returncode != 0:
             detail = _last_message(stderr)
+            if process.returncode < 0:
+                killed = f"skopeo was killed by {_signal_name(-process.returncode)}"
+                detail = f"{killed}: {detail}" if stderr.strip() else killed
             raise CopyError(f"{what}: {detail}", missing=bool(_NOT_FOUND.search(detail)))
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _last_message(stderr: str) -> str:

@@ -155,7 +155,7 @@ def workload_from_object(kind: Kind, obj: Mapping[str, Any]) -> Workload:
     metadata = _mapping(obj.get("metadata"))
     spec = _pod_spec(kind, obj)
     images = _images(spec) if spec is not None else ()
-    problems = [image.problem for image in images if image.problem]
+    problems = [image.problem for image in images if image.problem] + _duplicate_names(images)
     if spec is None:
         problems.insert(0, f"no pod spec at {'.'.join(kind.pod_spec_path)}")
     return Workload(
@@ -267,6 +267,20 @@ def _images(spec: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
                 section, str(container.get("name") or ""), image if isinstance(image, str) else ""
             ))
     return tuple(images)
+
+
+def _duplicate_names(images: tuple[ContainerImage, ...]) -> list[str]:
+    """Container names used twice (the API requires them unique across all three sections)."""
+    first: dict[str, str] = {}
+    problems = []
+    for image in images:
+        if not image.container:
+            continue
+        if image.container in first:
+            problems.append(f"{image.label}: the name is also used in {first[image.container]}")
+        else:
+            first[image.container] = image.section
+    return problems
 
 
 def _pull_secrets(spec: Mapping[str, Any]) -> tuple[str, ...]:

@@ -262,6 +262,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.arguments import
     CONNECTION_ARGUMENTS,
     SCOPE_ARGUMENTS,
     argument_spec,
+    name_problems,
     range_problems,
     scope_fields,
     workload_ids,
@@ -422,7 +423,7 @@ def main():
     )
     if ENGINE_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=ENGINE_IMPORT_ERROR)
-    problems = range_problems(module.params)
+    problems = range_problems(module.params) + name_problems(module.params)
     if problems:
         module.fail_json(msg="; ".join(problems))
     try:

@@ -134,7 +134,9 @@ def test_the_service_account_can_do_its_job_and_nothing_more(lab, kube, namespac
 def test_the_optional_pull_secret_role_is_what_pull_secret_needs(lab, kube, namespace, tmp_path, service_account):
     assert not can_i(lab, namespace, "get", "secrets", "-n", namespace)
     apply(lab, rbac_documents(namespace, service_account, [DEPLOY / "optional" / "pull-secret-binding.yaml"]))
-    assert can_i(lab, namespace, "get", "secrets", "-n", namespace)
+    assert can_i(lab, namespace, "get", "secrets/imageclone-backup-pull", "-n", namespace)
+    assert can_i(lab, namespace, "update", "secrets/imageclone-backup-pull", "-n", namespace)
+    assert not can_i(lab, namespace, "get", "secrets/someone-elses", "-n", namespace)
     assert can_i(lab, namespace, "create", "secrets", "-n", namespace)
     assert not can_i(lab, namespace, "delete", "secrets", "-n", namespace)
     assert not can_i(lab, namespace, "list", "secrets", "-n", namespace)
@@ -145,10 +147,10 @@ def test_the_optional_pull_secret_role_is_what_pull_secret_needs(lab, kube, name
     admin.create(deployment, namespace, manifest("Deployment", "app", pod_spec(lab, "Deployment")))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                            lease_id="image-clone-controller", kubeconfig=kubeconfig,
-                           args=["--pullSecret=backup-pull"]) as process:
+                           args=["--pullSecret=imageclone-backup-pull"]) as process:
         process.wait_leader_ready()
         stored = eventually(lambda: (obj := admin.get(deployment, namespace, "app"))
                             and rewritten_to(process.repository, "Deployment", obj) and obj, "rewrite")
-    assert {"name": "backup-pull"} in stored["spec"]["template"]["spec"]["imagePullSecrets"]
-    secret = admin.get(SECRET, namespace, "backup-pull")
+    assert {"name": "imageclone-backup-pull"} in stored["spec"]["template"]["spec"]["imagePullSecrets"]
+    secret = admin.get(SECRET, namespace, "imageclone-backup-pull")
     assert secret["type"] == "kubernetes.io/dockerconfigjson"

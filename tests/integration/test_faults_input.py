@@ -122,11 +122,6 @@ def test_objects_the_api_server_refuses_are_blockers_for_the_engine(lab, namespa
         assert plan.ready
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG workloads.workload_from_object: duplicate container names (422 'Duplicate value' from the API server, "
-    "names must be unique across init, regular and ephemeral containers) are not recorded in "
-    "Workload.problems, so plan_workload plans two different images for one container name: the rewrite patch "
-    "would name 'main' twice and imageclone.io/original-images would keep only the last original"))
 def test_duplicate_container_names_are_a_blocker_for_the_engine(lab, namespace):
     body = simple_deployment("dup", {"main": lab.source_image(NGINX)})
     body["spec"]["template"]["spec"]["containers"].append({"name": "main", "image": lab.source_image(BUSYBOX)})
@@ -214,10 +209,6 @@ def test_a_password_without_a_username_exits_2():
     assert "username is missing" in error and "only-a-password" not in error
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG imageclone_controller.cli._positive_int: --workers has no upper bound; --workers=100000000 is accepted "
-    "and the leader then starts worker threads until memory runs out (22,000 threads and 430 MB RSS after 25 s "
-    "here, still growing; the Deployment's limit is 768 Mi)"))
 def test_an_absurd_worker_count_exits_2():
     error = usage_error(["--backupRegistry=r.example/x", "--workers=100000000"])
     assert "--workers" in error
@@ -238,8 +229,7 @@ def test_the_real_binary_names_the_flag_and_never_echoes_a_secret(tmp_path):
 
 # -- module options ------------------------------------------------------------------------------------------
 
-# task name -> module, options, the text the failure message must hold (None: expected to fail
-# naming the option, but does not yet; see the xfail marks).
+# task name -> module, options, the text the failure message must hold.
 MODULE_CASES = {
     "parallel is not an int": ("image_backup", {"images": ["nginx"], "parallel": "many"}, "argument 'parallel'"),
     "copy_timeout is not an int": ("image_backup", {"images": ["nginx"], "copy_timeout": "1h"},
@@ -265,16 +255,6 @@ MODULE_CASES = {
         "kubeconfig": "@KUBECONFIG@", "namespaces": ["@NAMESPACE@"]}, "pull_secret"),
     "namespaces holds an invalid name": ("workload_images_info", {"kubeconfig": "@KUBECONFIG@",
                                                                   "namespaces": ["Bad_NS!"]}, "namespaces"),
-}
-NOT_VALIDATED = {
-    "pull_secret is not a Secret name": (
-        "BUG plugins/modules/workload_rewrite.py: the pull_secret option is never validated as a Secret name "
-        "(the controller's --pullSecret is); 'Bad_Name!' succeeds when nothing needs rewriting and otherwise "
-        "fails each workload with the API server's 422, never naming the option"),
-    "namespaces holds an invalid name": (
-        "BUG plugins/module_utils/arguments.py: namespaces/ignore_namespaces are not validated as namespace names "
-        "(the controller's --namespace is); 'Bad_NS!' is listed as an empty namespace (the API server answers an "
-        "empty list), so a typo silently migrates nothing and the task reports success"),
 }
 
 
@@ -325,9 +305,7 @@ def _substitute(value, substitutions):
     return value
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_VALIDATED[name])) if name in NOT_VALIDATED
-    else name for name in MODULE_CASES])
+@pytest.mark.parametrize("case", list(MODULE_CASES))
 def test_invalid_module_options_fail_the_task_naming_the_option(module_results, case):
     result = module_results[case]
     expected = MODULE_CASES[case][2]

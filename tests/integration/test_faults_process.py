@@ -211,11 +211,6 @@ def test_controller_killed_mid_copy_never_references_a_partial_image_and_a_resta
     assert not leaked(seen["logs"], secret_forms(lab.backup_password()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG skopeo.Skopeo.copy / credentials.private_authfile: the backup credentials are written to "
-    "$TMPDIR/imageclone-auth-*/auth.json and only removed by a `finally`; a controller (or module) SIGKILLed "
-    "mid-copy leaves that file, holding the backup password, on disk for good (in the pod: the /tmp emptyDir, "
-    "which survives container restarts), and nothing ever sweeps it"))
 def test_a_controller_killed_mid_copy_leaves_no_credentials_on_disk(lab, killed_controller):
     seen = killed_controller
     password = lab.backup_password()
@@ -225,10 +220,6 @@ def test_a_controller_killed_mid_copy_leaves_no_credentials_on_disk(lab, killed_
     assert seen["left_at_end"] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG skopeo.Skopeo._run: a skopeo ended by a signal (negative return code) is reported with its empty "
-    "stderr as 'skopeo failed without a message'; the report should say it was killed (e.g. 'skopeo was "
-    "killed by SIGKILL')"))
 def test_a_killed_skopeo_is_reported_as_killed(tmp_path):
     from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
     from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import CopyError, Skopeo

@@ -124,10 +124,6 @@ def test_the_optional_pull_secret_binding_adds_only_secret_writes(lab, namespace
         assert not can_i(lab, namespace, verb, "secrets", namespace), verb
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG deploy/20-clusterrole.yaml (ClusterRole image-clone-controller-pull-secrets): 'get' and 'update' are "
-    "granted on every Secret of every namespace, kube-system included, although --pullSecret only ever reads and "
-    "replaces the one Secret it names; they should be limited with resourceNames to that name (create cannot be)"))
 def test_the_optional_pull_secret_binding_cannot_read_or_replace_other_secrets(lab, namespace,
                                                                               service_account):  # noqa: F811
     apply(lab, rbac_documents(namespace, service_account, [DEPLOY / "optional" / "pull-secret-binding.yaml"]))

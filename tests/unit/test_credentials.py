@@ -14,6 +14,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
     CredentialError,
     CredentialStore,
     canonical_registry,
+    memfd_number,
     private_authfile,
     write_authfile,
 )
@@ -245,18 +246,33 @@ def test_write_authfile_never_writes_through_an_existing_path(tmp_path, store, p
     assert not target.exists()
 
 
-def test_private_authfile_is_private_and_removed_afterwards(store):
+def test_private_authfile_lives_in_memory_only_and_is_gone_afterwards(store, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with private_authfile(store, ("quay.io",)) as path:
+        fd = memfd_number(path)
+        assert fd is not None and os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:")
+        assert CredentialStore.from_authfile(path).lookup("quay.io") == Credential("bob", SECRET)
+        assert list(tmp_path.iterdir()) == []  # nothing on disk, ever
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_private_authfile_is_gone_when_the_body_raises(store):
+    with pytest.raises(RuntimeError, match="skopeo died"):
+        with private_authfile(store, ("quay.io",)) as path:
+            raise RuntimeError("skopeo died")
+    with pytest.raises(OSError):
+        os.fstat(memfd_number(path))
+
+
+def test_without_memfd_the_authfile_is_a_private_file_removed_afterwards(store, monkeypatch):
+    monkeypatch.delattr(os, "memfd_create")
     with private_authfile(store, ("quay.io",)) as path:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
         assert CredentialStore.from_authfile(path).lookup("quay.io") == Credential("bob", SECRET)
-    assert not path.exists() and not path.parent.exists()
-
-
-def test_private_authfile_is_removed_when_the_body_raises(store):
-    with pytest.raises(RuntimeError, match="skopeo died"):
-        with private_authfile(store, ("quay.io",)) as path:
-            raise RuntimeError("skopeo died")
     assert not path.exists() and not path.parent.exists()
 
 

@@ -312,11 +312,6 @@ def test_auth_entries_raise_only_credential_errors_that_never_show_a_secret(auth
         assert "***" in repr(store.lookup(registry))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG credentials._decode_auth: a non-ASCII 'auth' value makes base64.b64decode raise a bare ValueError "
-    "('string argument should contain only ASCII characters') that is not caught, so CredentialStore.from_authfile "
-    "raises it instead of a CredentialError naming the file and the entry; imgCloneCtrl then says only "
-    "'unusable credentials: string argument should contain only ASCII characters'"))
 def test_a_non_ascii_auth_value_is_a_credential_error_naming_the_file_and_entry(tmp_path):
     authfile = tmp_path / "auth.json"
     authfile.write_text(json.dumps({"auths": {"r.example:5000": {"auth": "c2Vj\u00e9"}}}))
