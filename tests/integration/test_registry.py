@@ -19,7 +19,7 @@ import pytest
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
     Credential,
     CredentialStore,
-    private_authfile,
+    write_authfile,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
@@ -230,12 +230,15 @@ def token_lab(lab, tmp_path_factory) -> Iterator[TokenLab]:
                    "token registry", 30, daemons.log_file("registry-token"))
         registry = f"127.0.0.1:{registry_port}"
         pusher = CredentialStore().with_credential(registry, Credential(user, password))
-        with private_authfile(pusher, [registry]) as authfile:
-            for source, destination in (("library/busybox:1.36", "library/busybox:1.36"),
-                                        ("library/redis:7.2", "acme/private:7.2")):
-                lab.skopeo("copy", "--all", "--preserve-digests", f"--src-cert-dir={lab.certs_dir}",
-                           f"--dest-cert-dir={lab.certs_dir}", f"--dest-authfile={authfile}",
-                           f"docker://{lab.source_image(source)}", f"docker://{registry}/{destination}")
+        # An on-disk auth file: lab.skopeo's child cannot see the engine's in-memory one.
+        private_dir = state / "pusher"
+        private_dir.mkdir(mode=0o700)
+        authfile = write_authfile(pusher, [registry], private_dir)
+        for source, destination in (("library/busybox:1.36", "library/busybox:1.36"),
+                                    ("library/redis:7.2", "acme/private:7.2")):
+            lab.skopeo("copy", "--all", "--preserve-digests", f"--src-cert-dir={lab.certs_dir}",
+                       f"--dest-cert-dir={lab.certs_dir}", f"--dest-authfile={authfile}",
+                       f"docker://{lab.source_image(source)}", f"docker://{registry}/{destination}")
         yield TokenLab(registry, daemons.log_file("token-server"), user, password, refresh_token)
     finally:
         daemons.stop("registry-token")
