@@ -8,6 +8,7 @@ twice at once runs once.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
     RegistryError,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import CopyError, Skopeo
+
+
+# skopeo retries network errors itself; these cover a registry's own 5xx answers.
+COPY_ATTEMPTS = 3
+COPY_RETRY_DELAY = 1.0
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ class BackupService:
         try:
             with self._per_registry.hold(source.registry):
                 # Copy the digest just seen, so a tag moving meanwhile cannot swap the content.
-                self._skopeo.copy(source.with_digest(upstream.digest), backup, self._credentials)
+                self._copy_with_retries(source.with_digest(upstream.digest), backup)
             copied = self._registry.head_manifest(backup.without_digest())
         except CopyError as error:
             return BackupOutcome(str(source), None, None, "missing" if error.missing else "failed", str(error))
@@ -135,6 +141,17 @@ class BackupService:
             found = copied.digest if copied else "nothing"
             return _failed(source, f"backup {backup.without_digest()} has {found}, expected {upstream.digest}")
         return self._outcome(source, backup, upstream.digest, "copied")
+
+    def _copy_with_retries(self, source: ImageReference, backup: ImageReference) -> None:
+        """skopeo copy, tried again after a registry's transient server error."""
+        for attempt in range(1, COPY_ATTEMPTS + 1):
+            try:
+                self._skopeo.copy(source, backup, self._credentials)
+                return
+            except CopyError as error:
+                if not error.transient or attempt == COPY_ATTEMPTS:
+                    raise
+                time.sleep(COPY_RETRY_DELAY * attempt)
 
     def _verify_backup(self, backup: ImageReference) -> BackupOutcome:
         try:

@@ -24,17 +24,22 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
 # Lines of skopeo's stderr that say the source image does not exist (as opposed to a
 # transient or auth failure): registries answer 404 with MANIFEST_UNKNOWN / NAME_UNKNOWN.
 _NOT_FOUND = re.compile(r"manifest unknown|name unknown|not found|MANIFEST_UNKNOWN|NAME_UNKNOWN", re.I)
+# A registry's own failure (docker-registry answers 500 to concurrent pushes of one blob, for
+# instance): the same copy usually succeeds moments later.
+_SERVER_ERROR = re.compile(r"\b5\d\d \((?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\)")
 # Environment skopeo needs; everything else (tokens in CI variables, proxies' passwords...) stays out.
 _PASSED_ENV = ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
                "https_proxy", "http_proxy", "no_proxy")
 
 
 class CopyError(RuntimeError):
-    """A copy failed; ``missing`` is True when the source image does not exist."""
+    """A copy failed; ``missing``: the source image does not exist; ``transient``: a registry's
+    server-side error worth another try."""
 
-    def __init__(self, message: str, *, missing: bool = False) -> None:
+    def __init__(self, message: str, *, missing: bool = False, transient: bool = False) -> None:
         super().__init__(message)
         self.missing = missing
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,8 @@ class Skopeo:
             if process.returncode < 0:
                 killed = f"skopeo was killed by {_signal_name(-process.returncode)}"
                 detail = f"{killed}: {detail}" if stderr.strip() else killed
-            raise CopyError(f"{what}: {detail}", missing=bool(_NOT_FOUND.search(detail)))
+            raise CopyError(f"{what}: {detail}", missing=bool(_NOT_FOUND.search(detail)),
+                            transient=process.returncode > 0 and bool(_SERVER_ERROR.search(detail)))
 
 
 def _signal_name(number: int) -> str:

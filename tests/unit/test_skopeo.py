@@ -47,3 +47,20 @@ def test_a_missing_binary_is_a_clear_copy_error():
     store = CredentialStore().with_credential("backup.io", Credential("u", "p"))
     with pytest.raises(CopyError, match="skopeo is not installed"):
         skopeo.copy(parse_reference("nginx:1"), parse_reference("backup.io/r:t"), store)
+
+
+@pytest.mark.parametrize("stderr, transient", [
+    ('msg="trying to reuse blob sha256:0d at destination: failed to read from destination repository x: '
+     '500 (Internal Server Error)"', True),
+    ('msg="writing manifest: 503 (Service Unavailable)"', True),
+    ('msg="reading manifest 1.0 in x: manifest unknown"', False),
+    ('msg="pinging container registry x: connect: connection refused"', False),
+])
+def test_only_a_registry_server_error_is_transient(tmp_path, stderr, transient):
+    fake = tmp_path / "skopeo"
+    fake.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    store = CredentialStore().with_credential("backup.io", Credential("u", "p"))
+    with pytest.raises(CopyError) as failed:
+        Skopeo(binary=str(fake)).copy(parse_reference("nginx:1"), parse_reference("backup.io/r:t"), store)
+    assert failed.value.transient is transient
