@@ -303,6 +303,14 @@ class Lab:
         """Delete ``repo:tag`` from the source registry, as an upstream owner would."""
         self.skopeo("delete", f"--cert-dir={self.certs_dir}", f"docker://{self.config.source_registry}/{ref_name}")
 
+    def backup_options(self, prefix: str) -> dict[str, str]:
+        """Module-style backup options into a fresh repository ``<backup registry>/<prefix>/<random>``."""
+        return {
+            "backup_registry": f"{self.config.backup_registry}/{prefix}/{secrets.token_hex(5)}",
+            "backup_authfile": str(self.backup_authfile),
+            "certs_dir": str(self.certs_dir),
+        }
+
     def source_image(self, ref_name: str) -> str:
         """The full reference of a seeded image, e.g. ``127.0.0.1:PORT/library/nginx:1.27``."""
         return f"{self.config.source_registry}/{ref_name}"

@@ -27,11 +27,7 @@ MISSING = "library/nginx:no-such-tag"
 @pytest.fixture
 def backup(lab) -> dict[str, Any]:
     """Backup options for the lab, into a repository of this test's own."""
-    return {
-        "backup_registry": f"{lab.config.backup_registry}/modules/{uuid.uuid4().hex[:10]}",
-        "backup_authfile": str(lab.backup_authfile),
-        "certs_dir": str(lab.certs_dir),
-    }
+    return lab.backup_options("modules")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,8 @@ def run_module(capsys):
 
 @pytest.fixture
 def backup_args(lab) -> dict[str, Any]:
-    """Backup options for the lab, into a repository of the backup registry of this test's own."""
-    return {
-        "backup_registry": f"{lab.config.backup_registry}/unit/{uuid.uuid4().hex[:10]}",
-        "backup_authfile": str(lab.backup_authfile),
-        "certs_dir": str(lab.certs_dir),
-    }
+    """Backup options for the lab, into a repository of this test's own."""
+    return lab.backup_options("unit")
 
 
 @pytest.fixture
