@@ -31,7 +31,7 @@ from lab.lab import COMPONENTS, Lab
 
 import_engine()
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client  # noqa: E402
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts, new_api_client  # noqa: E402
 
 BACKUP = "registry-backup"
 _ACCESS = re.compile(
@@ -102,7 +102,7 @@ class BenchLab:
             client = new_api_client({"kubeconfig": str(self.lab.kubeconfig)})
             client.configuration.connection_pool_maxsize = 32
             client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
-            self._api = KubeApi(client, field_manager="bench-setup", timeout=120)
+            self._api = KubeApi(client, field_manager="bench-setup", timeouts=Timeouts(read=120))
         return self._api
 
     def apiserver_counts(self) -> Counter:

@@ -83,6 +83,19 @@ options:
       - If not set, the E(K8S_AUTH_PROXY) environment variable is used. E(HTTPS_PROXY) and the
         like are not read for the API server.
     type: str
+  api_connect_timeout:
+    description:
+      - Seconds to wait for a connection to the API server before the request fails.
+      - The default is 10 seconds.
+    type: float
+  api_read_timeout:
+    description:
+      - Seconds to wait for each read of an API server's answer before the request fails, so a stalled
+        API server fails the task with an error that names it instead of hanging.
+      - A read (C(GET)) is tried once more after a read error, so it fails after at most twice this time;
+        a write is never repeated.
+      - The default is 60 seconds.
+    type: float
 notes:
   - The connection options have the names, aliases and E(K8S_AUTH_*) environment fallbacks of
     the M(kubernetes.core.k8s) module, so C(module_defaults) written for kubernetes.core work here.

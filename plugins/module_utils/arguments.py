@@ -31,6 +31,8 @@ CONNECTION_ARGUMENTS: Final[Mapping[str, dict[str, Any]]] = {
     "client_cert": {"type": "path", "aliases": ["cert_file"]},
     "client_key": {"type": "path", "aliases": ["key_file"]},
     "proxy": {"type": "str"},
+    "api_connect_timeout": {"type": "float"},
+    "api_read_timeout": {"type": "float"},
 }
 
 # Where and how images are backed up (the engine's ``BackupOptions``).

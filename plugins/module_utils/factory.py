@@ -14,7 +14,7 @@ from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import Credential, CredentialStore
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, PullSecret, Scope
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
@@ -92,8 +92,9 @@ def backup_service(options: BackupOptions, *, dry_run: bool = False, copy: bool 
 
 
 def kube_api(connection: Mapping[str, Any]) -> KubeApi:
-    """A ``KubeApi`` from kubernetes.core-style connection options (``K8S_AUTH_*`` fallbacks)."""
-    return KubeApi(new_api_client(connection))
+    """A ``KubeApi`` from kubernetes.core-style connection options (``K8S_AUTH_*`` fallbacks) and
+    ``api_connect_timeout`` / ``api_read_timeout``."""
+    return KubeApi(new_api_client(connection), timeouts=Timeouts.from_options(connection))
 
 
 def migration(

@@ -10,9 +10,10 @@ cluster cheap.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
@@ -38,7 +39,12 @@ PATCH_CONTENT_TYPES: Final[dict[str, str]] = {
 }
 FIELD_MANAGER: Final = "image-clone"
 DEFAULT_PAGE_SIZE: Final = 500
-DEFAULT_TIMEOUT: Final = 60.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_READ_TIMEOUT: Final = 60.0
+# urllib3 retries a GET once after a read error (a pooled keep-alive connection the
+# server closed fails that way), never a write; so a stalled API server fails a GET
+# after at most twice the read timeout and a write after one.
+_RETRIES: Final = {"total": 3, "connect": 2, "read": 1, "redirect": 0, "status": 0, "other": 0}
 
 # Option name -> environment variables, first match wins. Both spellings that
 # kubernetes.core reads (its option name and the client's attribute name).
@@ -114,6 +120,35 @@ class KubeApiError(Exception):
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long to wait for the API server, in seconds: to connect, and for each read of an answer."""
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    read: float = DEFAULT_READ_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"the API {name} timeout must be a number of seconds above 0, got {value!r}")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Timeouts:
+        """``api_connect_timeout`` and ``api_read_timeout`` from connection options; absent means default."""
+        given = {field: options.get(f"api_{field}_timeout") for field in ("connect", "read")}
+        try:
+            return cls(**{field: float(value) for field, value in given.items() if value is not None})
+        except (TypeError, ValueError) as error:
+            raise KubeConfigError(str(error)) from None
+
+    @property
+    def for_request(self) -> tuple[float, float]:
+        """What ``_request_timeout`` takes: the client honours a (connect, read) tuple, and silently
+        ignores a float."""
+        return (float(self.connect), float(self.read))
+
+
+@dataclass(frozen=True)
 class Resource:
     """An API resource type: ``Kind`` name, ``group/version`` and plural path segment."""
 
@@ -181,6 +216,7 @@ def new_api_client(
     except (k8s_config.ConfigException, OSError) as error:
         raise KubeConfigError(f"could not load the Kubernetes configuration: {error}") from None
     _override(configuration, auth)
+    configuration.retries = urllib3.util.Retry(**_RETRIES)
     return k8s_client.ApiClient(configuration)
 
 
@@ -231,9 +267,11 @@ def _override(configuration: k8s_client.Configuration, auth: Mapping[str, Any]) 
 class KubeApi:
     """Raw JSON requests by path. Thread-safe as far as the ``ApiClient`` is.
 
-    ``writes`` counts every non-GET request sent by this instance (server-side
-    dry runs and failed requests included), which lets callers prove that
-    converged objects cost no write at all.
+    ``writes`` counts every non-GET request sent by this instance (failed
+    ones included, server-side dry runs counted apart in ``dry_run_writes``),
+    which lets callers prove that converged objects cost no write at all.
+    ``write_guard(verb, target)``, when given, runs before every write and
+    may refuse it by raising ``KubeApiError`` (the controller's leadership).
     """
 
     def __init__(
@@ -242,18 +280,32 @@ class KubeApi:
         *,
         field_manager: str = FIELD_MANAGER,
         page_size: int = DEFAULT_PAGE_SIZE,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeouts: Timeouts = Timeouts(),
+        write_guard: Callable[[str, str], None] | None = None,
     ) -> None:
         self.api_client = api_client
         self.field_manager = field_manager
         self.page_size = page_size
-        self.timeout = timeout
+        self.timeouts = timeouts
+        self._write_guard = write_guard
         self._writes = 0
+        self._dry_run_writes = 0
         self._lock = threading.Lock()
 
     @property
+    def server(self) -> str:
+        """The API server's URL, as errors name it."""
+        return str(self.api_client.configuration.host)
+
+    @property
     def writes(self) -> int:
+        """Writes sent for real (server-side dry runs not included)."""
         return self._writes
+
+    @property
+    def dry_run_writes(self) -> int:
+        """Server-side dry-run writes sent (check mode, ``--dryRun``): nothing was stored."""
+        return self._dry_run_writes
 
     def list(
         self, resource: Resource, namespace: str | None = None, label_selector: str | None = None
@@ -350,19 +402,24 @@ class KubeApi:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         if method != "GET":
+            if self._write_guard is not None:
+                self._write_guard(verb, target)
             with self._lock:
-                self._writes += 1
+                if ("dryRun", "All") in (query or ()):
+                    self._dry_run_writes += 1
+                else:
+                    self._writes += 1
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             response = self.api_client.call_api(
                 path, method, query_params=query or [], header_params=headers, body=body,
                 auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True, _request_timeout=self.timeout,
+                _return_http_data_only=True, _request_timeout=self.timeouts.for_request,
             )
         except ApiException as error:
             raise _api_error(verb, target, error) from None
         except urllib3.exceptions.HTTPError as error:
-            raise KubeApiError(verb, target, None, type(error).__name__, str(error)) from None
+            raise self._transport_error(verb, target, error) from None
         try:
             document = json.loads(response.data)
         except ValueError:
@@ -374,6 +431,18 @@ class KubeApi:
             detail = "the answer is not a JSON object"
             raise KubeApiError(verb, target, response.status, "InvalidResponse", detail)
         return document
+
+    def _transport_error(self, verb: str, target: str, error: urllib3.exceptions.HTTPError) -> KubeApiError:
+        """No answer: name the API server and the timeout that ran out, if one did."""
+        cause = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason else error
+        if isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+            detail = f"could not connect to the API server {self.server} within {self.timeouts.connect:g}s"
+            return KubeApiError(verb, target, None, "Timeout", detail)
+        if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+            detail = f"the API server {self.server} did not answer within {self.timeouts.read:g}s"
+            return KubeApiError(verb, target, None, "Timeout", detail)
+        detail = f"the API server {self.server} could not be reached: {_shorten(str(cause))}"
+        return KubeApiError(verb, target, None, type(cause).__name__, detail)
 
 
 def _api_error(verb: str, target: str, error: ApiException) -> KubeApiError:
