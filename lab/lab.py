@@ -34,6 +34,17 @@ APISERVER_HOSTS = (
     "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local", "10.96.0.1",
 )
+# The API server's audit log keeps the writes of clients (tests, the product), never those of the
+# lab's own components, so a test can tell from the server's side who wrote what, and when.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "users": ["system:kube-controller-manager", "system:apiserver"]},
+        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system", "system:nodes"]},
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
 # Bring-up order; teardown runs in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "registry-source", "registry-backup")
 
@@ -195,6 +206,8 @@ class Lab:
     def _ensure_apiserver(self, config: LabConfig, bin_dir: Path, ids: dict[str, Identity]) -> None:
         name = "kube-apiserver"
         if not self.daemons.pid(name):
+            policy = self.state / "audit-policy.yaml"
+            policy.write_text(yaml.safe_dump(AUDIT_POLICY))
             self.daemons.start(name, [
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{config.ports['etcd']}",
@@ -210,6 +223,8 @@ class Lab:
                 # Endpoints may not hold a loopback address, so the 'kubernetes' service is left alone.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json", "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
             ])
         self._write_kubeconfig(self.kubeconfig, config, ids["admin"], "lab-admin")
         self._write_kubeconfig(self.limited_kubeconfig, config, ids["limited"], "lab-limited")
@@ -329,6 +344,18 @@ class Lab:
         if repository is None:
             return requests
         return [r for r in requests if r.path.startswith(f"/v2/{repository}/")]
+
+    @property
+    def audit_log(self) -> Path:
+        return self.daemons.log_dir / "audit.log"
+
+    def audit_events(self, user_agent: str | None = None) -> list[dict]:
+        """Write requests the API server has audited so far, oldest first; with ``user_agent``,
+        only those whose User-Agent contains it."""
+        if not self.audit_log.exists():
+            return []
+        events = [json.loads(line) for line in self.audit_log.read_text(errors="replace").splitlines() if line]
+        return [e for e in events if user_agent is None or user_agent in e.get("userAgent", "")]
 
     def skopeo(self, *args: str) -> str:
         result = subprocess.run(["skopeo", *args], capture_output=True, text=True)
