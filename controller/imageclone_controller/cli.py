@@ -11,7 +11,7 @@ import base64
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import NoReturn
 
@@ -22,9 +22,12 @@ from imageclone_controller.config import (
     DEFAULT_WORKERS,
     ENV_PASSWORD,
     ENV_USERNAME,
+    DEFAULT_API_CONNECT_TIMEOUT,
+    DEFAULT_API_READ_TIMEOUT,
     IN_CLUSTER_METRICS_ADDR,
     LOCAL_METRICS_ADDR,
     LOG_FORMATS,
+    LOG_LEVELS,
     NAMINGS,
     ConfigError,
     ControllerConfig,
@@ -79,6 +82,13 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ConfigError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _timeout(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+    return seconds
 
 
 MAX_WORKERS = 256  # each worker is a thread and may run a skopeo copy; far beyond any useful value
@@ -148,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
                            f"in cluster, {LOCAL_METRICS_ADDR} outside; port 0 picks a free one)")
     more.add_argument("--logFormat", choices=LOG_FORMATS, dest="log_format",
                       help="log format (default json in cluster, text outside)")
+    more.add_argument("--logLevel", choices=LOG_LEVELS, dest="log_level", default="info",
+                      help="least severe messages logged (default info; debug adds every skipped workload "
+                           "and lost lease race)")
+    more.add_argument("--apiConnectTimeout", metavar="DURATION", type=_timeout, dest="api_connect_timeout",
+                      default=DEFAULT_API_CONNECT_TIMEOUT,
+                      help=f"give up connecting to the API server after this long (default "
+                           f"{DEFAULT_API_CONNECT_TIMEOUT:g}s)")
+    more.add_argument("--apiReadTimeout", metavar="DURATION", type=_timeout, dest="api_read_timeout",
+                      default=DEFAULT_API_READ_TIMEOUT,
+                      help=f"give up waiting for each read of an API server answer after this long (default "
+                           f"{DEFAULT_API_READ_TIMEOUT:g}s; leader election uses its own, shorter ones)")
     more.add_argument("--pullSecret", metavar="NAME", dest="pull_secret",
                       help="create this docker-registry Secret with the backup login in each namespace and "
                            "reference it from rewritten workloads (needs the optional secrets ClusterRole)")
@@ -202,6 +223,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         resync=args.resync,
         metrics_addr=parse_address(metrics),
         log_format=args.log_format or ("json" if cluster else "text"),
+        log_level=args.log_level,
+        api_connect_timeout=args.api_connect_timeout,
+        api_read_timeout=args.api_read_timeout,
         pull_secret=args.pull_secret,
         dry_run=args.dry_run,
         password_on_argv=bool(args.backup_password),
@@ -233,10 +257,26 @@ def check_with_engine(config: ControllerConfig) -> tuple[str, ...]:
     return tuple(secrets)
 
 
+def go_style_flags(argv: Sequence[str], long_flags: Iterable[str]) -> list[str]:
+    """Accept Go's single-dash spelling of long flags (``-backupRegistry=x``, ``-version``), as the
+    seed's Go binary did: each argument that is ``-<long flag>`` or ``-<long flag>=...`` gets its
+    second dash. Values and everything after ``--`` are left as they are."""
+    known = {flag[2:] for flag in long_flags if flag.startswith("--")}
+    translated: list[str] = []
+    for position, argument in enumerate(argv):
+        if argument == "--":
+            return translated + list(argv[position:])
+        name = argument[1:].split("=", 1)[0]
+        single_dash = argument.startswith("-") and not argument.startswith("--")
+        translated.append(f"-{argument}" if single_dash and name in known else argument)
+    return translated
+
+
 def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ControllerConfig:
     """Flags to config; exits 2 with a clear message on any invalid flag or value."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    long_flags = [flag for action in parser._actions for flag in action.option_strings]
+    args = parser.parse_args(go_style_flags(sys.argv[1:] if argv is None else argv, long_flags))
     try:
         config = config_from_args(args, environ)
         return replace(config, auth_secrets=check_with_engine(config))
@@ -254,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from imageclone_controller.log import setup_logging
 
-    redact = setup_logging(config.log_format, secrets=config.secrets(), username=config.backup_username)
+    redact = setup_logging(config.log_format, secrets=config.secrets(), username=config.backup_username,
+                           level=logging.getLevelName(config.log_level.upper()))
     log = logging.getLogger("imageclone.cli")
     if config.password_on_argv:
         log.warning("the backup registry password was given on the command line, where every local user "

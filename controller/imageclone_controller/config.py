@@ -24,6 +24,9 @@ ENV_USERNAME: Final = "IMAGECLONE_BACKUP_USERNAME"
 ENV_PASSWORD: Final = "IMAGECLONE_BACKUP_PASSWORD"
 NAMINGS: Final = ("flat", "nested")
 LOG_FORMATS: Final = ("json", "text")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+DEFAULT_API_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_API_READ_TIMEOUT: Final = 60.0
 
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -57,6 +60,9 @@ class ControllerConfig:
     resync: float = DEFAULT_RESYNC
     metrics_addr: tuple[str, int] = ("127.0.0.1", 8080)
     log_format: str = "text"
+    log_level: str = "info"
+    api_connect_timeout: float = DEFAULT_API_CONNECT_TIMEOUT
+    api_read_timeout: float = DEFAULT_API_READ_TIMEOUT
     pull_secret: str | None = None
     dry_run: bool = False
     password_on_argv: bool = False
@@ -83,7 +89,8 @@ class ControllerConfig:
 
     def connection(self) -> dict[str, Any]:
         """Kubernetes connection options: the kubeconfig if given, else in-cluster (or the default kubeconfig)."""
-        return {"kubeconfig": self.kubeconfig} if self.kubeconfig else {}
+        timeouts = {"api_connect_timeout": self.api_connect_timeout, "api_read_timeout": self.api_read_timeout}
+        return ({"kubeconfig": self.kubeconfig} if self.kubeconfig else {}) | timeouts
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be printed (log redaction uses them)."""
@@ -102,6 +109,8 @@ class ControllerConfig:
             "leaderElectionID": self.leader_election_id,
             "leaderElectionNamespace": self.leader_election_namespace,
             "metricsAddr": format_address(self.metrics_addr),
+            "apiTimeoutSeconds": {"connect": self.api_connect_timeout, "read": self.api_read_timeout},
+            "logLevel": self.log_level,
             "credentials": self.credential_source(),
             "pullSecret": self.pull_secret,
             "dryRun": self.dry_run,

@@ -4,8 +4,14 @@
   record has not changed for ``leaseDurationSeconds`` as measured on *our*
   monotonic clock since we first saw that record (no trust in other
   machines' clocks, exactly like client-go).
-* The leader renews every ``retry_period``; if no renewal succeeds for
-  ``renew_deadline`` it has lost the lease and must stop working.
+* A term lasts ``renew_deadline`` from the start of the last successful
+  acquire or renewal (started, not finished: the record a rival watches
+  changed after that instant). The leader renews every ``retry_period``;
+  each attempt is abandoned when the term runs out, however long its request
+  hangs, and the term then ends: ``leading`` turns false and ``ensure_leading``
+  refuses writes. A rival can only take the Lease ``lease_duration`` after it
+  saw our last renewal, which is later than our term's end by at least
+  ``lease_duration - renew_deadline``: there are never two leaders at once.
 * Writes are conditional on resourceVersion, so two candidates never both win.
 * ``release`` (on SIGTERM) clears ``holderIdentity`` and sets
   ``leaseDurationSeconds`` to 1, so a standby takes over on its next try
@@ -17,6 +23,8 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as AttemptTimedOut
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,6 +40,7 @@ LEASE_DURATION: Final = 15.0
 RENEW_DEADLINE: Final = 10.0
 RETRY_PERIOD: Final = 2.0
 JITTER: Final = 1.2
+REPEAT_LOG: Final = 300.0
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,25 @@ class LeaderElector:
         self._leading = threading.Event()
         self._lost = threading.Event()
         self._lock = threading.Lock()
+        self._term_ends = 0.0
+        self._logged_at = 0.0
+        # The last lease request's failure (a lost race aside), or None once one succeeds.
+        self.last_error: kube.KubeApiError | None = None
+        # Lease requests run here so that a hung one never holds the loop past the term's end.
+        self._attempts = ThreadPoolExecutor(1, thread_name_prefix="lease")
         self.observed_holder: str | None = None
 
     @property
     def leading(self) -> bool:
-        return self._leading.is_set()
+        """Whether we lead now: elected, and the term not run out (even while a renewal hangs)."""
+        return self._leading.is_set() and self._clock() < self._term_ends
+
+    def ensure_leading(self, verb: str, target: str) -> None:
+        """The write guard of the controller's API clients: refuse any write outside our term."""
+        if not self.leading:
+            raise kube.KubeApiError(verb, target, None, "NotLeader",
+                                    f"not sent: {self.identity} does not hold the lease "
+                                    f"{self.namespace}/{self.name} (any more)")
 
     @property
     def lost(self) -> bool:
@@ -98,7 +121,9 @@ class LeaderElector:
         log.info("campaigning for the lease", extra=fields(lease=f"{self.namespace}/{self.name}",
                                                           identity=self.identity))
         while not stop.is_set():
-            if self.try_acquire_or_renew():
+            started = self._clock()
+            if self._attempt(None):
+                self._term_ends = started + self.timing.renew_deadline
                 break
             stop.wait(self.timing.retry_period * random.uniform(1.0, JITTER))
         if stop.is_set():
@@ -106,18 +131,31 @@ class LeaderElector:
         self._leading.set()
         log.info("became leader", extra=fields(lease=f"{self.namespace}/{self.name}", identity=self.identity))
         self._on_started()
-        last_renewed = self._clock()
-        while not stop.wait(self.timing.retry_period):
-            if self.try_acquire_or_renew():
-                last_renewed = self._clock()
+        pause = self.timing.retry_period
+        while not stop.wait(max(0.0, min(pause, self._term_ends - self._clock()))):
+            started = self._clock()
+            if started < self._term_ends and self._attempt(self._term_ends - started):
+                self._term_ends = started + self.timing.renew_deadline
+                pause = self.timing.retry_period
                 continue
-            if self._clock() - last_renewed >= self.timing.renew_deadline:
+            if self._clock() >= self._term_ends:
                 self._leading.clear()
                 self._lost.set()
-                log.error("leader lease lost: could not renew it within the renew deadline",
+                log.error("leader lease lost: could not renew it within the renew deadline; stopped leading",
                           extra=fields(lease=f"{self.namespace}/{self.name}", identity=self.identity,
                                        renewDeadlineSeconds=self.timing.renew_deadline))
                 return
+            pause = self.timing.retry_period / 2  # a failed renewal is retried sooner
+
+    def _attempt(self, within: float | None) -> bool:
+        """One acquire-or-renew, abandoned (False) after ``within`` seconds; the request may finish later."""
+        attempt = self._attempts.submit(self.try_acquire_or_renew)
+        try:
+            return attempt.result(timeout=within)
+        except AttemptTimedOut:
+            log.warning("lease renewal did not finish before the term's end",
+                        extra=fields(lease=f"{self.namespace}/{self.name}", waitedSeconds=round(within or 0, 3)))
+            return False
 
     # -- one round ---------------------------------------------------------------------
 
@@ -125,12 +163,30 @@ class LeaderElector:
         """One attempt; True when we hold the lease afterwards. Never raises for API trouble."""
         with self._lock:
             try:
-                return self._try()
+                held = self._try()
             except kube.KubeApiError as error:
-                level = logging.DEBUG if error.conflict else logging.WARNING
-                log.log(level, "lease update failed", extra=fields(lease=f"{self.namespace}/{self.name}",
-                                                                    error=str(error)))
+                self._failed(error)
                 return False
+        if self.last_error is not None:
+            log.info("the lease is reachable again", extra=fields(lease=f"{self.namespace}/{self.name}"))
+        self.last_error = None
+        return held
+
+    def _failed(self, error: kube.KubeApiError) -> None:
+        """Log a failure when it is new, and a persisting one every ``REPEAT_LOG`` seconds, not every try."""
+        if error.conflict:  # a rival wrote first: the normal race
+            log.debug("lease update lost a race", extra=fields(lease=f"{self.namespace}/{self.name}"))
+            return
+        now = self._clock()
+        repeated = self.last_error is not None and str(self.last_error) == str(error)
+        self.last_error = error
+        if repeated and now - self._logged_at < REPEAT_LOG:
+            return
+        self._logged_at = now
+        hint = (f"; the controller's ServiceAccount needs get, create and update on leases in namespace "
+                f"{self.namespace}" if error.forbidden else "")
+        log.error("lease update failed" + (" (still)" if repeated else ""),
+                  extra=fields(lease=f"{self.namespace}/{self.name}", error=f"{error}{hint}"))
 
     def _try(self) -> bool:
         now = micro_time()
@@ -181,7 +237,7 @@ class LeaderElector:
 
     def release(self) -> bool:
         """Give the lease up if we hold it, so a standby takes over at once; True when released."""
-        if not self.leading:
+        if not self._leading.is_set():  # elected: release even if the term just lapsed, we may still hold it
             return False
         self._leading.clear()
         with self._lock:

@@ -2,16 +2,20 @@
 
 Startup: build the engine's services from the config, serve /metrics /healthz
 /readyz, campaign for the Lease. On becoming leader: start informers and
-workers. On SIGTERM/SIGINT: stop taking work, let in-flight reconciles finish
-(bounded), flush events, release the Lease so a standby takes over at once,
-exit 0. On losing the Lease (not renewed within the renew deadline, e.g. the
-API server is unreachable): stop informers and workers at once, drop the
-cache, and campaign again as a standby; a new term starts from a fresh list.
+workers. On SIGTERM/SIGINT: stop taking work, kill in-flight copies (the next
+leader redoes them), let in-flight reconciles finish (bounded), flush events,
+release the Lease so a standby takes over at once, exit 0; a second signal
+exits at once. On losing the Lease (not renewed within the renew deadline,
+e.g. the API server is unreachable): every write is refused from that instant
+(the API clients' write guard), copies are killed, informers and workers
+stop, the cache is dropped, and we campaign again as a standby; a new term
+starts from a fresh list.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import signal
 import socket
 import threading
@@ -36,7 +40,17 @@ log = logging.getLogger("imageclone.manager")
 
 SHUTDOWN_GRACE: Final = 10.0
 VERIFIED_TTL_MAX: Final = 600.0
-LEASE_REQUEST_TIMEOUT: Final = 5.0
+# Lease requests give up well inside the renew deadline; the elector abandons them at the term's end anyway.
+LEASE_TIMEOUTS: Final = kube.Timeouts(connect=2.0, read=4.0)
+EXIT_FORCED: Final = 1
+
+
+_DRY_RUN_IMAGE_STATES: Final = {"copied": "would_copy", "restored": "would_restore"}
+
+
+def image_state(state: str, dry_run: bool) -> str:
+    """An image outcome as the metrics count it: with --dryRun nothing was copied, only would be."""
+    return _DRY_RUN_IMAGE_STATES.get(state, state) if dry_run else state
 
 
 class StartupError(Exception):
@@ -48,13 +62,18 @@ def identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4().hex[:10]}"
 
 
-def api_client_with_pool(base: Any, size: int) -> Any:
-    """A copy of ``base`` (same server and credentials) with its own connection pool of ``size``."""
+def api_client_with_pool(base: Any, size: int, user_agent: str) -> Any:
+    """A copy of ``base`` (same server, credentials and retries) with its own connection pool of ``size``.
+
+    The user agent names this replica, so the API server's audit log tells replicas apart.
+    """
     from kubernetes.client import ApiClient
 
     configuration = copy.deepcopy(base.configuration)
     configuration.connection_pool_maxsize = size
-    return ApiClient(configuration)
+    client = ApiClient(configuration)
+    client.user_agent = user_agent
+    return client
 
 
 class Manager:
@@ -67,15 +86,25 @@ class Manager:
         redact = redact or Redactor(config.secrets())
         try:
             base = kube.new_api_client(config.connection())
+            timeouts = kube.Timeouts.from_options(config.connection())
         except kube.KubeConfigError as error:
             raise StartupError(str(error)) from None
+        agent = f"imgCloneCtrl/{__version__} ({self.identity})"
+
+        def pool(size: int) -> Any:
+            return api_client_with_pool(base, size, agent)
+
+        self.elector = LeaderElector(
+            kube.KubeApi(pool(2), timeouts=LEASE_TIMEOUTS),
+            config.leader_election_namespace, config.leader_election_id, self.identity,
+            on_started_leading=self._start_leading)
         self.kinds = [workloads.KINDS[name] for name in config.kinds]
-        self.api = kube.KubeApi(api_client_with_pool(base, config.workers + 4))
+        self.api = kube.KubeApi(pool(config.workers + 4), timeouts=timeouts, write_guard=self.elector.ensure_leading)
         options = factory.BackupOptions.from_mapping(config.backup_options())
-        service = factory.backup_service(options, dry_run=config.dry_run)
+        self.service = factory.backup_service(options, dry_run=config.dry_run)
         ttl = min(config.resync, VERIFIED_TTL_MAX) if config.resync > 0 else VERIFIED_TTL_MAX
-        self.backups = CachedBackups(service, ttl, on_checked=lambda outcome: self.metrics.images.inc(
-            state=outcome.state))
+        self.backups = CachedBackups(self.service, ttl, on_checked=lambda outcome: self.metrics.images.inc(
+            state=image_state(outcome.state, config.dry_run)))
         try:
             pull_secret = options.pull_secret(config.pull_secret) if config.pull_secret else None
         except ValueError as error:
@@ -84,17 +113,14 @@ class Manager:
                                    ignore_namespaces=config.ignore_namespaces)
         self.migration = migration.Migration(self.api, self.backups, scope, pull_secret)
         self.events = EventRecorder(
-            kube.KubeApi(api_client_with_pool(base, 2)), self.identity, redact=redact,
+            kube.KubeApi(pool(2), timeouts=timeouts, write_guard=self.elector.ensure_leading),
+            self.identity, redact=redact,
             on_sent=lambda type_, reason: self.metrics.events.inc(type=type_, reason=reason),
             on_suppressed=lambda cause: self.metrics.events_suppressed.inc(cause=cause))
-        self.registries = service.registry
+        self.registries = self.service.registry
         self._seen_registries: set[str] = {options.policy.target_registry}
-        self._watch_client = api_client_with_pool(base, len(self.kinds) * max(1, len(config.namespaces)) + 1)
+        self._watch_client = pool(len(self.kinds) * max(1, len(config.namespaces)) + 1)
         self.controller = self._new_controller()
-        self.elector = LeaderElector(
-            kube.KubeApi(api_client_with_pool(base, 2), timeout=LEASE_REQUEST_TIMEOUT),
-            config.leader_election_namespace, config.leader_election_id, self.identity,
-            on_started_leading=self._start_leading)
 
         self.metrics.bind_queue(lambda: self.controller.queue)
         self.metrics.bind_informers(lambda: self.controller.informers)
@@ -138,6 +164,8 @@ class Manager:
         if self._stop.is_set():
             return False, "shutting down"
         if not self.elector.leading:
+            if self.elector.last_error is not None:
+                return False, f"standby, but the lease cannot be used: {self.elector.last_error}"
             return True, "ok: standby, waiting for the leader lease"
         if not self.controller.synced:
             pending = [name for name, informer in self.controller.informers.items() if not informer.synced]
@@ -176,6 +204,7 @@ class Manager:
             log.info("stopped all work after losing the lease; campaigning again")
 
     def _start_leading(self) -> None:
+        self.service.resume_copies()
         self.metrics.leader.set(1)
         self.metrics.leader_transitions.inc()
         self.controller.start()
@@ -184,14 +213,16 @@ class Manager:
         if not self.controller.started:
             return
         started = time.monotonic()
+        cancelled = self.service.cancel_copies()
         finished = self.controller.stop(SHUTDOWN_GRACE)
-        log.info("work stopped", extra=fields(seconds=round(time.monotonic() - started, 3), clean=finished))
+        log.info("work stopped", extra=fields(seconds=round(time.monotonic() - started, 3), clean=finished,
+                                              copiesCancelled=cancelled))
 
     def _shutdown(self) -> int:
         self.metrics.leader.set(0)
         self._stop_work()
         self.events.stop()
-        self._elector_thread.join(LEASE_REQUEST_TIMEOUT + 1)
+        self._elector_thread.join(LEASE_TIMEOUTS.connect + LEASE_TIMEOUTS.read + 1)
         self.elector.release()
         self.server.stop()
         log.info("stopped", extra=fields(signal=self._stopped_by_signal))
@@ -199,7 +230,14 @@ class Manager:
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: Any) -> None:
-            log.info("signal received, shutting down", extra=fields(signal=signal.Signals(signum).name))
+            name = signal.Signals(signum).name
+            if self._stop.is_set():
+                # The operator insists (or the shutdown hangs): no lease release, no event flush.
+                killed = self.service.cancel_copies()
+                log.warning("second signal received, exiting at once",
+                            extra=fields(signal=name, copiesCancelled=killed))
+                os._exit(EXIT_FORCED)
+            log.info("signal received, shutting down; a second signal exits at once", extra=fields(signal=name))
             self._stopped_by_signal = True
             self._stop.set()
 

@@ -233,7 +233,8 @@ class ControllerMetrics:
         r.gauge("imageclone_build_info", "The controller's version (always 1).", ("version",)).set(1, version=version)
         self.reconciles = r.counter(
             "imageclone_reconcile_total",
-            "Reconciles by kind and result (rewritten, unchanged, skipped, blocked, backup_failed, failed, deleted).",
+            "Reconciles by kind and result (rewritten, would_rewrite with --dryRun, unchanged, skipped, blocked, "
+            "backup_failed, failed, deleted).",
             ("kind", "result"))
         self.failures = r.counter(
             "imageclone_reconcile_failures_total",
@@ -243,7 +244,8 @@ class ControllerMetrics:
                                  "Reconciles scheduled again with backoff, by reason.", ("reason",))
         self.images = r.counter(
             "imageclone_image_backups_total",
-            "Image backup checks by outcome: copied (a copy was made), present, restored, missing, failed.",
+            "Image backup checks by outcome: copied (a copy was made), present, restored, missing, failed; "
+            "with --dryRun would_copy and would_restore instead of copied and restored.",
             ("state",))
         self.rewrite_latency = r.histogram(
             "imageclone_rewrite_latency_seconds",
@@ -309,5 +311,9 @@ class ControllerMetrics:
 
     def bind_kube(self, api) -> None:  # noqa: ANN001 - the engine's KubeApi
         self.registry.counter("imageclone_kube_writes_total",
-                              "Write requests (PATCH/POST/PUT) sent to the API server for workloads and secrets.",
+                              "Write requests (PATCH/POST/PUT) sent to the API server for workloads and secrets "
+                              "(server-side dry runs not included).",
                               callback=lambda: api.writes)
+        self.registry.counter("imageclone_kube_dry_run_writes_total",
+                              "Server-side dry-run writes sent with --dryRun: nothing was stored.",
+                              callback=lambda: api.dry_run_writes)

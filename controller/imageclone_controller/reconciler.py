@@ -34,7 +34,7 @@ REWRITE_FAILED: Final = "RewriteFailed"
 class Result:
     """What one reconcile came to; ``retry``/``retry_after`` tell the queue when to try again."""
 
-    outcome: str  # rewritten | unchanged | skipped | blocked | backup_failed | failed | deleted
+    outcome: str  # rewritten | would_rewrite | unchanged | skipped | blocked | backup_failed | failed | deleted
     reason: str | None = None  # failure reason, a metric label
     detail: str | None = None
     retry: RetryPolicy | None = None
@@ -113,6 +113,7 @@ class Reconciler:
             restored = [image for image, outcome in outcomes.items() if outcome.state == "restored"]
             if restored:
                 log.info("lost backup restored", extra=fields(key=key, images=restored))
+            log.debug("converged", extra=fields(key=key))
             return Result("unchanged")
         unverified = {image.image: outcomes[image.image] for image in workload.images
                       if image.image in outcomes and not outcomes[image.image].verified}
@@ -133,7 +134,7 @@ class Reconciler:
         log.info(verb, extra=fields(key=workload.key, images=len(changes), changes=summary,
                                     pullSecret=report.result.pull_secret if report.result else None))
         if self.dry_run:
-            return Result("rewritten", detail=summary)
+            return Result("would_rewrite", detail=summary)
         if self._metrics is not None:
             self._metrics.rewrite_latency.observe(max(0.0, self._clock() - queued_at))
         count = len(changes)

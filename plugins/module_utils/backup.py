@@ -68,6 +68,13 @@ class BackupService:
         self._flight: SingleFlight[BackupOutcome] = SingleFlight()
         self._per_registry = KeyedLimiter(settings.per_registry)
 
+    def cancel_copies(self) -> int:
+        """Kill the copies running now and fail new ones until ``resume_copies``; returns how many were killed."""
+        return self._skopeo.running.cancel()
+
+    def resume_copies(self) -> None:
+        self._skopeo.running.resume()
+
     @property
     def registry(self) -> RegistryClient:
         """The registry client (its rate-limit state and request counts are worth exporting)."""

@@ -11,6 +11,9 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +45,50 @@ class CopyError(RuntimeError):
         self.transient = transient
 
 
+class RunningCopies:
+    """The copies running now, so that a caller shutting down can end them at once.
+
+    Each skopeo runs in its own session (a signal to its parent's group does not
+    reach it), so ``cancel`` kills each process group; until ``resume``, a copy
+    about to start fails at once instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processes: set[subprocess.Popen[str]] = set()
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    @contextmanager
+    def track(self, process: subprocess.Popen[str]) -> Iterator[None]:
+        with self._lock:
+            self._processes.add(process)
+            cancelled = self._cancelled
+        if cancelled:
+            _kill_group(process)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._processes.discard(process)
+
+    def cancel(self) -> int:
+        """Kill every running copy and refuse new ones; returns how many were killed."""
+        with self._lock:
+            self._cancelled = True
+            running = list(self._processes)
+        for process in running:
+            _kill_group(process)
+        return len(running)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._cancelled = False
+
+
 @dataclass(frozen=True)
 class Skopeo:
     """How to call skopeo: binary, TLS material, retries and the per-copy timeout."""
@@ -51,6 +98,7 @@ class Skopeo:
     insecure_registries: frozenset[str] = field(default_factory=frozenset)
     retry_times: int = 3
     timeout: float = 600.0
+    running: RunningCopies = field(default_factory=RunningCopies, compare=False)
 
     def copy(self, source: ImageReference, destination: ImageReference, credentials: CredentialStore) -> None:
         """Copy every platform of ``source`` to ``destination`` with digests unchanged.
@@ -80,15 +128,20 @@ class Skopeo:
 
     def _run(self, argv: list[str], what: str, pass_fds: tuple[int, ...] = ()) -> None:
         env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+        if self.running.cancelled:
+            raise CopyError(f"{what}: cancelled, shutting down")
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
                                    pass_fds=pass_fds)
-        try:
-            stderr = process.communicate(timeout=self.timeout)[1]
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise CopyError(f"{what}: timed out after {self.timeout:.0f}s") from None
+        with self.running.track(process):
+            try:
+                stderr = process.communicate(timeout=self.timeout)[1]
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                process.communicate()
+                raise CopyError(f"{what}: timed out after {self.timeout:.0f}s") from None
+        if process.returncode != 0 and self.running.cancelled:
+            raise CopyError(f"{what}: cancelled, shutting down")
         if process.returncode != 0:
             detail = _last_message(stderr)
             if process.returncode < 0:
@@ -96,6 +149,13 @@ class Skopeo:
                 detail = f"{killed}: {detail}" if stderr.strip() else killed
             raise CopyError(f"{what}: {detail}", missing=bool(_NOT_FOUND.search(detail)),
                             transient=process.returncode > 0 and bool(_SERVER_ERROR.search(detail)))
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone
 
 
 def _signal_name(number: int) -> str:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imageclone_controller.cli import build_parser, check_with_engine, config_from_args, parse
+from imageclone_controller.cli import build_parser, check_with_engine, config_from_args, go_style_flags, parse
 from imageclone_controller.config import ConfigError, parse_address, parse_duration
 
 SEED_FLAGS = ("--backupRegistry", "--backupRegistryUser", "--backupRegistryPassword", "--ignoreNamespace",
@@ -91,10 +91,28 @@ def test_more_flags():
     (["--backupRegistry=r.example/x", "--backupRegistry"], "expected one argument"),
     (["--backupRegistry=r.example/x", "--dryRun=maybe"], "invalid boolean"),
     (["--backupReg=r.example/x"], "unrecognized arguments"),  # no abbreviations
+    (["-backupReg=r.example/x"], "unrecognized arguments"),  # Go's single dash, still no abbreviations
+    (["--backupRegistry=r.example/x", "--apiReadTimeout=0s"], "--apiReadTimeout: must be above 0"),
+    (["--backupRegistry=r.example/x", "--logLevel=chatty"], "invalid choice: 'chatty'"),
 ])
 def test_bad_flags_exit_2_with_a_clear_message(capsys, argv, message):
     error = usage_error(capsys, argv)
     assert message in error and "imgCloneCtrl -h" in error
+
+
+def test_go_single_dash_flags_work_as_the_seed_binary_accepted_them(capsys):
+    got = parse(["-backupRegistry=r.example/x", "-ignoreNamespace", "team-a", "-leaderElectionID=lease",
+                 "-logLevel=debug", "-apiReadTimeout=5s", "-apiConnectTimeout", "1500ms"], {})
+    assert got.backup_registry == "r.example/x" and got.ignore_namespaces == ("team-a",)
+    assert got.leader_election_id == "lease" and got.log_level == "debug"
+    assert (got.api_connect_timeout, got.api_read_timeout) == (1.5, 5.0)
+    assert got.connection() == {"api_connect_timeout": 1.5, "api_read_timeout": 5.0}
+    with pytest.raises(SystemExit) as exited:
+        parse(["-version"], {})
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("imgCloneCtrl ")
+    # A value that looks like a flag stays a value; so does everything after "--".
+    assert go_style_flags(["-kubeconfig", "-weird", "--", "-version"], ["--kubeconfig", "--version"]) == [
+        "--kubeconfig", "-weird", "--", "-version"]
 
 
 def test_the_engine_validates_the_backup_target_and_auth_files(tmp_path, capsys):

@@ -6,6 +6,9 @@ import threading
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from imageclone_controller.leader import LeaderElector, Timing
+from imageclone_controller.log import fields
+
+FIELDS = next(iter(fields()))  # the log record attribute holding structured fields
 
 
 class FakeLeases:
@@ -132,3 +135,64 @@ def test_timing_is_validated():
 
     with pytest.raises(ValueError):
         Timing(lease_duration=10, renew_deadline=10, retry_period=2)
+
+
+def test_a_hung_renewal_ends_the_term_at_the_renew_deadline_and_writes_are_refused():
+    import time
+
+    import pytest
+
+    api = FakeLeases()
+    hang = threading.Event()
+    original_get = api.get
+
+    def get_or_hang(*args):
+        if hang.is_set():
+            threading.Event().wait(30)  # a request to a stalled API server, with no timeout of its own
+        return original_get(*args)
+
+    api.get = get_or_hang
+    timing = Timing(lease_duration=1.5, renew_deadline=1.0, retry_period=0.1)
+    candidate = LeaderElector(api, "ns", "lease", "a", timing=timing)
+    stop = threading.Event()
+    thread = threading.Thread(target=candidate.run, args=(stop,), daemon=True)
+    thread.start()
+    assert candidate.wait_leading(2)
+    candidate.ensure_leading("patch", "Deployment ns/web")  # leading: allowed
+    hang.set()
+    hung_at = time.monotonic()
+    while candidate.leading and time.monotonic() - hung_at < 5:
+        time.sleep(0.01)
+    stepped_down = time.monotonic() - hung_at
+    # The term ends at most renew_deadline after the last renewal started: before a rival may take over.
+    assert stepped_down <= timing.renew_deadline + 0.05, stepped_down
+    with pytest.raises(KubeApiError) as refused:
+        candidate.ensure_leading("patch", "Deployment ns/web")
+    assert refused.value.reason == "NotLeader" and "lease ns/lease" in str(refused.value)
+    thread.join(timing.renew_deadline)
+    assert not thread.is_alive() and candidate.lost, "the loop returned although the request still hangs"
+    stop.set()
+
+
+def test_failures_are_logged_once_then_every_few_minutes_and_readiness_sees_them(caplog):
+    api, clock = FakeLeases(), Clock()
+    forbidden = KubeApiError("get", "Lease ns/lease", 403, "Forbidden", "leases is forbidden")
+
+    def refuse(*args):
+        raise forbidden
+
+    api.get = refuse
+    candidate = elector(api, "a", clock)
+    with caplog.at_level("DEBUG", logger="imageclone.leader"):
+        for _ in range(50):
+            assert candidate.try_acquire_or_renew() is False
+            clock.now += 2
+    failures = [r for r in caplog.records if r.msg.startswith("lease update failed")]
+    assert len(failures) == 1, [r.msg for r in failures]  # 100 s of failures: said once
+    assert "needs get, create and update on leases" in getattr(failures[0], FIELDS)["error"]
+    assert candidate.last_error is forbidden
+    clock.now += 300
+    candidate.try_acquire_or_renew()
+    assert len([r for r in caplog.records if r.msg.startswith("lease update failed")]) == 2
+    api.get = FakeLeases().get
+    assert candidate.try_acquire_or_renew() is True and candidate.last_error is None

@@ -123,11 +123,11 @@ def test_unchanged_is_quiet_and_a_crash_is_retried():
     assert (result.outcome, result.reason, result.retry) == ("failed", "internal_error", TRANSIENT)
 
 
-def test_dry_run_sends_no_events():
+def test_dry_run_sends_no_events_and_counts_would_rewrite():
     change = ContainerChange("containers", "app", IMAGE, "b/r:t@sha256:1")
     migration = FakeMigration(BackupOutcome(IMAGE, "b/r:t@sha256:1", "sha256:1", "copied"),
                               lambda w: WorkloadReport(w.key, "rewritten", None, None,
                                                        RewriteResult(w, True, (change,))))
     migration.dry_run = True
     subject, events, _ = reconciler(migration, deployment())
-    assert subject.reconcile(key()).outcome == "rewritten" and events == []
+    assert subject.reconcile(key()).outcome == "would_rewrite" and events == []
