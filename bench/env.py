@@ -107,11 +107,7 @@ class BenchLab:
 
     def apiserver_counts(self) -> Counter:
         """``apiserver_request_total`` summed by (verb, resource) for workload resources, main resource only."""
-        response = self.api().api_client.call_api(
-            "/metrics", "GET", header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"],
-            _preload_content=False, _return_http_data_only=True, _request_timeout=60)
-        text = response.data.decode()
-        response.release_conn()
+        text = self.api().text("/metrics")
         counts: Counter = Counter()
         for match in _SAMPLE.finditer(text):
             labels = dict(_LABEL.findall(match["labels"]))

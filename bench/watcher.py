@@ -20,7 +20,14 @@ from lab.collection import import_engine
 
 import_engine()
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import new_api_client  # noqa: E402
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import (  # noqa: E402
+    KubeApi,
+    KubeApiError,
+    new_api_client,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS  # noqa: E402
+
+DEPLOYMENT = KINDS["Deployment"]
 
 
 def rewritten(obj: dict, repository: str) -> bool:
@@ -39,14 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    client = new_api_client({"kubeconfig": args.kubeconfig})
-    headers = {"Accept": "application/json"}
-    listing = client.call_api("/apis/apps/v1/deployments", "GET", query_params=[("limit", 1)],
-                              header_params=headers, auth_settings=["BearerToken"], _preload_content=False,
-                              _return_http_data_only=True)
-    version = json.loads(listing.data)["metadata"]["resourceVersion"]
-    listing.release_conn()
-
+    # Pages of one object: only the list's resourceVersion is wanted.
+    api = KubeApi(new_api_client({"kubeconfig": args.kubeconfig}), page_size=1)
+    version = api.list_page(DEPLOYMENT).resource_version
     deadline = time.monotonic() + args.timeout
     added: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -54,46 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     print("ready", flush=True)
     while len(seen) < args.expect and time.monotonic() < deadline:
         remaining = max(1, int(deadline - time.monotonic()))
-        response = client.call_api(
-            "/apis/apps/v1/deployments", "GET",
-            query_params=[("watch", "true"), ("resourceVersion", version), ("allowWatchBookmarks", "true"),
-                          ("timeoutSeconds", remaining)],
-            header_params=headers, auth_settings=["BearerToken"], _preload_content=False,
-            _return_http_data_only=True, _request_timeout=(10, remaining + 30))
-        buffer = b""
         try:
-            for chunk in response.stream(65536, decode_content=True):
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                now = time.time()
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
+            with api.watch(DEPLOYMENT, None, version, timeout_seconds=remaining) as stream:
+                for event in stream:
+                    now = time.time()
                     obj = event.get("object") or {}
                     meta = obj.get("metadata") or {}
                     version = meta.get("resourceVersion", version)
-                    if event.get("type") == "ERROR":
-                        version = None
-                        break
                     namespace = meta.get("namespace", "")
-                    if not namespace.startswith(args.prefix) or event.get("type") not in ("ADDED", "MODIFIED"):
-                        continue
-                    events += 1
-                    key = f"{namespace}/{meta.get('name')}"
-                    added.setdefault(key, now)
-                    if key not in seen and rewritten(obj, args.repository):
-                        seen[key] = now
-                if version is None or len(seen) >= args.expect or time.monotonic() >= deadline:
-                    break
-        finally:
-            response.release_conn()
-        if version is None:  # expired: start again from now (late events are lost, counted as missing)
-            again = client.call_api("/apis/apps/v1/deployments", "GET", query_params=[("limit", 1)],
-                                    header_params=headers, auth_settings=["BearerToken"], _preload_content=False,
-                                    _return_http_data_only=True)
-            version = json.loads(again.data)["metadata"]["resourceVersion"]
-            again.release_conn()
+                    if namespace.startswith(args.prefix) and event.get("type") in ("ADDED", "MODIFIED"):
+                        events += 1
+                        key = f"{namespace}/{meta.get('name')}"
+                        added.setdefault(key, now)
+                        if key not in seen and rewritten(obj, args.repository):
+                            seen[key] = now
+                    if len(seen) >= args.expect or time.monotonic() >= deadline:
+                        break
+        except KubeApiError as error:
+            if not error.expired:
+                raise
+            # Start again from now: events missed meanwhile count as missing.
+            version = api.list_page(DEPLOYMENT).resource_version
     Path(args.out).write_text(json.dumps({"rewritten": seen, "added": added, "events": events}))
     return 0
 

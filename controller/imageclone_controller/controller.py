@@ -127,7 +127,7 @@ class Controller:
         return count
 
 
-def make_informers(api_client: Any, kinds: Any, queue: WorkQueue[str], *, namespaces: Any = (),
+def make_informers(api: Any, kinds: Any, queue: WorkQueue[str], *, namespaces: Any = (),
                    ignore_namespaces: Any = (), metrics: ControllerMetrics | None = None) -> dict[str, Informer]:
     """One informer per kind (cluster-wide), or per kind and namespace when ``namespaces`` are given.
 
@@ -142,7 +142,7 @@ def make_informers(api_client: Any, kinds: Any, queue: WorkQueue[str], *, namesp
         if workloads.namespace_skip_reason(namespace, ignore_namespaces) is None
     ]
     informers = [
-        Informer(api_client, kind, namespace=namespace, on_change=queue.add, on_delete=queue.discard,
+        Informer(api, kind, namespace=namespace, on_change=queue.add, on_delete=queue.discard,
                  ignore_namespaces=ignore_namespaces, on_restart=restarted)
         for kind in kinds for namespace in scopes
     ]

@@ -13,7 +13,6 @@ starts from a fresh list.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import signal
@@ -62,20 +61,6 @@ def identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4().hex[:10]}"
 
 
-def api_client_with_pool(base: Any, size: int, user_agent: str) -> Any:
-    """A copy of ``base`` (same server, credentials and retries) with its own connection pool of ``size``.
-
-    The user agent names this replica, so the API server's audit log tells replicas apart.
-    """
-    from kubernetes.client import ApiClient
-
-    configuration = copy.deepcopy(base.configuration)
-    configuration.connection_pool_maxsize = size
-    client = ApiClient(configuration)
-    client.user_agent = user_agent
-    return client
-
-
 class Manager:
     def __init__(self, config: ControllerConfig, *, redact: Redactor | None = None) -> None:
         self.config = config
@@ -92,7 +77,7 @@ class Manager:
         agent = f"imgCloneCtrl/{__version__} ({self.identity})"
 
         def pool(size: int) -> Any:
-            return api_client_with_pool(base, size, agent)
+            return kube.pooled_copy(base, size, agent)
 
         self.elector = LeaderElector(
             kube.KubeApi(pool(2), timeouts=LEASE_TIMEOUTS),
@@ -119,7 +104,9 @@ class Manager:
             on_suppressed=lambda cause: self.metrics.events_suppressed.inc(cause=cause))
         self.registries = self.service.registry
         self._seen_registries: set[str] = {options.policy.target_registry}
-        self._watch_client = pool(len(self.kinds) * max(1, len(config.namespaces)) + 1)
+        # One connection per watch, plus one for a relist.
+        self._watch_api = kube.KubeApi(pool(len(self.kinds) * max(1, len(config.namespaces)) + 1),
+                                       timeouts=timeouts)
         self.controller = self._new_controller()
 
         self.metrics.bind_queue(lambda: self.controller.queue)
@@ -137,7 +124,7 @@ class Manager:
         """Fresh informers, queue and workers (a term of leadership starts from an empty cache)."""
         config = self.config
         queue: WorkQueue[str] = WorkQueue()
-        informers = make_informers(self._watch_client, self.kinds, queue, namespaces=config.namespaces,
+        informers = make_informers(self._watch_api, self.kinds, queue, namespaces=config.namespaces,
                                    ignore_namespaces=config.ignore_namespaces, metrics=self.metrics)
         reconciler = Reconciler(
             self.migration, cache_lookup(informers), ignore_namespaces=config.ignore_namespaces,

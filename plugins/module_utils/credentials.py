@@ -281,11 +281,13 @@ def _decode_auth(where: str, encoded: str) -> tuple[str, str]:
 
 def _entry(credential: Credential) -> dict[str, str]:
     if not credential.identity_token:
-        return {"auth": _basic(credential.username, credential.password)}
+        return {"auth": basic_token(credential.username, credential.password)}
     # containers/image reads an identity token only next to an auth that decodes to "user:...".
     username = credential.username or IDENTITY_TOKEN_USERNAME
-    return {"auth": _basic(username, credential.password), "identitytoken": credential.identity_token}
+    return {"auth": basic_token(username, credential.password), "identitytoken": credential.identity_token}
 
 
-def _basic(username: str, password: str) -> str:
+def basic_token(username: str, password: str) -> str:
+    """``base64(username:password)``: the ``auth`` of an auth file and the credentials of HTTP Basic
+    authentication (the one encoding every part of the product uses, and redacts)."""
     return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")

@@ -9,14 +9,17 @@ cluster cheap.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
+
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import basic_token
 
 try:
     import urllib3
@@ -41,10 +44,8 @@ FIELD_MANAGER: Final = "image-clone"
 DEFAULT_PAGE_SIZE: Final = 500
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_READ_TIMEOUT: Final = 60.0
-# urllib3 retries a GET once after a read error (a pooled keep-alive connection the
-# server closed fails that way), never a write; so a stalled API server fails a GET
-# after at most twice the read timeout and a write after one.
-_RETRIES: Final = {"total": 3, "connect": 2, "read": 1, "redirect": 0, "status": 0, "other": 0}
+# A watch's read timeout is its own duration plus this: bookmarks and the server's own end come sooner.
+WATCH_READ_SLACK: Final = 60.0
 
 # Option name -> environment variables, first match wins. Both spellings that
 # kubernetes.core reads (its option name and the client's attribute name).
@@ -118,6 +119,11 @@ class KubeApiError(Exception):
     def invalid(self) -> bool:
         return self.status == 422
 
+    @property
+    def expired(self) -> bool:
+        """410 Gone: a resourceVersion or continue token too old to resume from; list again."""
+        return self.status == 410
+
 
 @dataclass(frozen=True)
 class Timeouts:
@@ -146,6 +152,80 @@ class Timeouts:
         """What ``_request_timeout`` takes: the client honours a (connect, read) tuple, and silently
         ignores a float."""
         return (float(self.connect), float(self.read))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: its objects, the snapshot's ``resourceVersion``, the token of the next page."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+    next: str | None
+
+
+class WatchStream:
+    """The events of one watch, as they arrive; a context manager that gives the connection back.
+
+    Iterating yields each event (``type`` and ``object``); an ``ERROR`` event
+    raises ``KubeApiError`` (``expired`` for 410 Gone: relist). ``close``, from
+    any thread, ends the iteration at once.
+    """
+
+    def __init__(self, response: Any, what: str,
+                 transport_error: Callable[[str, str, Any], KubeApiError]) -> None:
+        self._response = response
+        self._what = what
+        self._transport_error = transport_error
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._response.release_conn()
+
+    def close(self) -> None:
+        try:
+            self._response.shutdown()  # unblocks a reading thread at once (urllib3 >= 2.3)
+        except Exception:  # noqa: BLE001 - best effort: the reading thread then ends at its read timeout
+            pass
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for line in _lines(self._response):
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "ERROR":
+                    raise _watch_error(self._what, event.get("object") or {})
+                yield event
+        except urllib3.exceptions.HTTPError as error:
+            verb, target = self._what.split(" ", 1)
+            raise self._transport_error(verb, target, error) from None
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """Complete lines of a chunked watch stream, as they arrive."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if pending.strip():
+        yield pending
+
+
+def _watch_error(what: str, status: Mapping[str, Any]) -> KubeApiError:
+    verb, target = what.split(" ", 1)
+    code = status.get("code")
+    return KubeApiError(verb, target, code if isinstance(code, int) else None, str(status.get("reason") or "Error"),
+                        _shorten(str(status.get("message") or "no details from the server")))
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> Query:
+    return [(name, value) for name, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+            if value]
 
 
 @dataclass(frozen=True)
@@ -216,8 +296,22 @@ def new_api_client(
     except (k8s_config.ConfigException, OSError) as error:
         raise KubeConfigError(f"could not load the Kubernetes configuration: {error}") from None
     _override(configuration, auth)
-    configuration.retries = urllib3.util.Retry(**_RETRIES)
+    # urllib3 retries a GET once after a read error (a pooled keep-alive connection the server
+    # closed fails that way), never a write; so a stalled API server fails a GET after at most
+    # twice the read timeout and a write after one.
+    configuration.retries = urllib3.util.Retry(total=3, connect=2, read=1, redirect=0, status=0, other=0)
     return k8s_client.ApiClient(configuration)
+
+
+def pooled_copy(base: k8s_client.ApiClient, pool_size: int, user_agent: str | None = None) -> k8s_client.ApiClient:
+    """A client for the same server, credentials and retries as ``base``, with its own pool of
+    ``pool_size`` connections (one per thread that may use it at once) and ``user_agent``."""
+    configuration = copy.deepcopy(base.configuration)
+    configuration.connection_pool_maxsize = pool_size
+    client = k8s_client.ApiClient(configuration)
+    if user_agent:
+        client.user_agent = user_agent
+    return client
 
 
 def _self_sufficient(auth: Mapping[str, Any]) -> bool:
@@ -259,8 +353,7 @@ def _override(configuration: k8s_client.Configuration, auth: Mapping[str, Any]) 
         configuration.api_key = {"authorization": f"Bearer {auth['api_key']}"}
         configuration.api_key_prefix = {}
     elif auth.get("username") and auth.get("password"):
-        basic = urllib3.util.make_headers(basic_auth=f"{auth['username']}:{auth['password']}")
-        configuration.api_key = {"authorization": basic["authorization"]}
+        configuration.api_key = {"authorization": f"Basic {basic_token(auth['username'], auth['password'])}"}
         configuration.api_key_prefix = {}
 
 
@@ -316,26 +409,59 @@ class KubeApi:
         whose ``resourceVersion`` is returned with the items. Items get their
         ``apiVersion`` and ``kind``, which list responses leave out.
         """
-        query: Query = [("limit", self.page_size)]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
-        target = _collection_target(resource, namespace)
         items: list[dict[str, Any]] = []
-        token = None
+        page = Page([], "", None)
         while True:
-            page = self._call(
-                "list", target, "GET", resource.path(namespace),
-                query + ([("continue", token)] if token else []),
-            )
-            items.extend(page.get("items") or [])
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue")
-            if not token:
+            page = self.list_page(resource, namespace, label_selector=label_selector, continue_token=page.next)
+            items.extend(page.items)
+            if page.next is None:
                 break
         for item in items:
             item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", resource.name)
-        return items, metadata.get("resourceVersion", "")
+        return items, page.resource_version
+
+    def list_page(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        continue_token: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Page:
+        """One page of a list (``page_size`` objects at most), for callers that handle a page at a time.
+
+        A ``continue_token`` too old to resume raises ``KubeApiError`` with ``expired``.
+        """
+        query: Query = [("limit", self.page_size)]
+        query += _selectors(label_selector, field_selector)
+        if continue_token:
+            query.append(("continue", continue_token))
+        page = self._call("list", _collection_target(resource, namespace), "GET", resource.path(namespace), query)
+        metadata = page.get("metadata") or {}
+        items = page.get("items") or []
+        return Page(items if isinstance(items, list) else [], str(metadata.get("resourceVersion") or ""),
+                    metadata.get("continue") or None)
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        timeout_seconds: int,
+        field_selector: str | None = None,
+    ) -> WatchStream:
+        """Changes to ``resource`` after ``resource_version``, with bookmarks, until the server ends the
+        watch after ``timeout_seconds``. A dead connection is noticed ``WATCH_READ_SLACK`` seconds later."""
+        query: Query = [("watch", "true"), ("allowWatchBookmarks", "true"),
+                        ("resourceVersion", resource_version), ("timeoutSeconds", timeout_seconds)]
+        query += _selectors(None, field_selector)
+        target = _collection_target(resource, namespace)
+        timeouts = (self.timeouts.for_request[0], float(timeout_seconds) + WATCH_READ_SLACK)
+        response = self._send("watch", target, "GET", resource.path(namespace), query, timeouts=timeouts)
+        return WatchStream(response, f"watch {target}", self._transport_error)
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         """The object ``name``; ``KubeApiError`` (``not_found``) when it does not exist."""
@@ -385,6 +511,19 @@ class KubeApi:
             resource.path(namespace, name), self._write_query(dry_run), dict(body),
         )
 
+    def delete(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        """Delete ``name`` (in the background: dependents are collected by the server); returns its Status."""
+        return self._call("delete", _object_target(resource, namespace, name), "DELETE",
+                          resource.path(namespace, name), [("propagationPolicy", "Background")])
+
+    def text(self, path: str) -> str:
+        """The body of a GET of ``path`` that is not an API object, such as ``/metrics``."""
+        response = self._send("get", path, "GET", path)
+        try:
+            return response.data.decode(errors="replace")
+        finally:
+            response.release_conn()
+
     def _write_query(self, dry_run: bool) -> Query:
         query: Query = [("fieldManager", self.field_manager)]
         if dry_run:
@@ -409,17 +548,7 @@ class KubeApi:
                     self._dry_run_writes += 1
                 else:
                     self._writes += 1
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        try:
-            response = self.api_client.call_api(
-                path, method, query_params=query or [], header_params=headers, body=body,
-                auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True, _request_timeout=self.timeouts.for_request,
-            )
-        except ApiException as error:
-            raise _api_error(verb, target, error) from None
-        except urllib3.exceptions.HTTPError as error:
-            raise self._transport_error(verb, target, error) from None
+        response = self._send(verb, target, method, path, query, body, content_type)
         try:
             document = json.loads(response.data)
         except ValueError:
@@ -431,6 +560,30 @@ class KubeApi:
             detail = "the answer is not a JSON object"
             raise KubeApiError(verb, target, response.status, "InvalidResponse", detail)
         return document
+
+    def _send(
+        self,
+        verb: str,
+        target: str,
+        method: str,
+        path: str,
+        query: Query | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeouts: tuple[float, float] | None = None,
+    ) -> Any:
+        """The unread response of one request; ``KubeApiError`` for an error status or no answer."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            return self.api_client.call_api(
+                path, method, query_params=query or [], header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False,
+                _return_http_data_only=True, _request_timeout=timeouts or self.timeouts.for_request,
+            )
+        except ApiException as error:
+            raise _api_error(verb, target, error) from None
+        except urllib3.exceptions.HTTPError as error:
+            raise self._transport_error(verb, target, error) from None
 
     def _transport_error(self, verb: str, target: str, error: urllib3.exceptions.HTTPError) -> KubeApiError:
         """No answer: name the API server and the timeout that ran out, if one did."""

@@ -12,6 +12,7 @@ import base64
 import json
 from typing import Any, Final
 
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import basic_token
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import Workload
 
@@ -100,8 +101,7 @@ def _converge(api: KubeApi, namespace: str, name: str, desired: dict[str, Any], 
 
 
 def _docker_config(registry: str, username: str, password: str) -> dict[str, Any]:
-    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"auths": {registry: {"username": username, "password": password, "auth": auth}}}
+    return {"auths": {registry: {"username": username, "password": password, "auth": basic_token(username, password)}}}
 
 
 def _secret(namespace: str, name: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ once, so a worker thread is never parked for hours. Docker Hub's
 """
 from __future__ import annotations
 
-import base64
 import email.utils
 import json
 import random
@@ -47,6 +46,7 @@ else:
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
     Credential,
     CredentialStore,
+    basic_token,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
     ImageReference,
@@ -551,8 +551,7 @@ def _with_auth(headers: dict[str, str], authorization: str | None) -> dict[str, 
 
 
 def _basic(credential: Credential) -> str:
-    pair = f"{credential.username}:{credential.password}".encode()
-    return "Basic " + base64.b64encode(pair).decode("ascii")
+    return "Basic " + basic_token(credential.username, credential.password)
 
 
 def _attempts(attempt: int) -> str:

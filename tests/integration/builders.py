@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+
+NAMESPACES = Resource("Namespace", "v1", "namespaces", namespaced=False)
 
 NGINX, REDIS, BUSYBOX, POSTGRES, JENKINS = (
     "library/nginx:1.27",

@@ -78,8 +78,7 @@ def test_a_watch_expired_while_the_controller_was_frozen_misses_no_workload(iso,
             admin.create(KINDS["CronJob"], namespace, manifest("CronJob", "new-job", pod_spec(iso, "CronJob")))
             admin.patch(DEPLOYMENT, namespace, "changed", {"spec": {"template": {"spec": {"containers": [
                 {"name": "main", "image": iso.source_image(POSTGRES)}]}}}})
-            admin.api_client.call_api(f"/apis/apps/v1/namespaces/{namespace}/deployments/deleted", "DELETE",
-                                      _preload_content=False)
+            admin.delete(DEPLOYMENT, namespace, "deleted")
             revision = etcd_compact(iso)  # the revision the controller last saw is gone from etcd too
         finally:
             os.kill(controller.pid, signal.SIGCONT)

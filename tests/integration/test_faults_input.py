@@ -29,7 +29,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import Na
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome, plan_workload
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, workload_from_object
-from builders import BUSYBOX, NGINX
+from builders import BUSYBOX, NAMESPACES, NGINX
 from faults_support import Timer, admin_api, events, simple_deployment, until, workload_images
 from lab.collection import collections_root
 from test_controller_harness import BINARY, ControllerProcess, controller_env
@@ -290,7 +290,7 @@ def module_results(lab, tmp_path_factory):
     except ValueError:
         raise AssertionError(f"ansible-playbook failed ({done.returncode}):\n{done.stdout}\n{done.stderr}") from None
     yield {task["task"]["name"]: task["hosts"]["localhost"] for task in document["plays"][0]["tasks"]}
-    admin.api_client.call_api(f"/api/v1/namespaces/{namespace}", "DELETE", _preload_content=False)
+    admin.delete(NAMESPACES, None, namespace)
 
 
 def _substitute(value, substitutions):

@@ -20,7 +20,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import Na
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from builders import BUSYBOX, NGINX, REDIS
+from builders import BUSYBOX, NAMESPACES, NGINX, REDIS
 from faults_support import (
     AccessLog,
     AuthDirWatch,
@@ -194,7 +194,7 @@ def killed_controller(lab, tmp_path_factory):
     observed["prefix"] = prefix
     observed["logs"] = first.log_text() + second.log_text()
     yield observed
-    admin.api_client.call_api(f"/api/v1/namespaces/{namespace}", "DELETE", _preload_content=False)
+    admin.delete(NAMESPACES, None, namespace)
 
 
 def test_controller_killed_mid_copy_never_references_a_partial_image_and_a_restart_converges(lab, killed_controller):

@@ -11,6 +11,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
+from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
@@ -106,7 +107,7 @@ def test_a_lost_backup_is_restored_from_the_recorded_original(lab, policy, clust
     lab.skopeo("delete", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
                f"docker://{backup.without_tag()}")  # pruned by someone
     # The Job still names the source image, whose backup would be copied by the normal path first.
-    admin.api_client.call_api(f"/apis/batch/v1/namespaces/{cluster}/jobs/job", "DELETE", _preload_content=False)
+    admin.delete(KINDS["Job"], cluster, "job")
 
     report = migration(lab, policy, cluster).run()
     assert report.images[image].state == "restored"
@@ -116,7 +117,6 @@ def test_a_lost_backup_is_restored_from_the_recorded_original(lab, policy, clust
 
 def test_a_deleted_pull_secret_is_recreated_after_forget(lab, policy, namespace):
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration as build
-    from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
 
     options = BackupOptions.from_mapping({"backup_registry": policy.target, "backup_authfile": str(lab.backup_authfile),
                                           "certs_dir": str(lab.certs_dir)})
@@ -129,8 +129,7 @@ def test_a_deleted_pull_secret_is_recreated_after_forget(lab, policy, namespace)
     outcomes = engine.back_up(found.values())
 
     assert engine.rewrite(found["first"], outcomes).state == "rewritten"
-    admin.api_client.call_api(f"/api/v1/namespaces/{namespace}/secrets/backup-pull", "DELETE",
-                              _preload_content=False)
+    admin.delete(SECRET, namespace, "backup-pull")
     engine.forget_pull_secrets()
     assert engine.rewrite(found["second"], outcomes).state == "rewritten"
     secret = admin.get(SECRET, namespace, "backup-pull")

@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from imageclone_controller.informer import Informer
 
@@ -38,6 +40,10 @@ class Response:
 
 
 class FakeClient:
+    """An ``ApiClient`` that answers from a script (the engine's ``KubeApi`` sits on top of it)."""
+
+    configuration = SimpleNamespace(host="https://fake-apiserver")
+
     def __init__(self, script):
         self.script = list(script)
         self.calls = []
@@ -78,7 +84,7 @@ def test_list_watch_bookmark_410_relist_and_reconnect():
         page([obj("a", 12, replicas=3)], 30),
     ])
     changed, deleted, restarts = [], [], []
-    informer = Informer(client, KINDS["Deployment"], on_change=changed.append, on_delete=deleted.append,
+    informer = Informer(KubeApi(client), KINDS["Deployment"], on_change=changed.append, on_delete=deleted.append,
                         ignore_namespaces=["team-x"], on_restart=lambda name, cause: restarts.append(cause))
     informer.start()
     assert client.done.wait(10)
@@ -103,7 +109,7 @@ def test_list_watch_bookmark_410_relist_and_reconnect():
 
 def test_a_namespaced_informer_uses_the_namespaced_path_and_no_selector():
     client = FakeClient([page([], 1)])
-    informer = Informer(client, KINDS["CronJob"], namespace="team-a", on_change=print, on_delete=print)
+    informer = Informer(KubeApi(client), KINDS["CronJob"], namespace="team-a", on_change=print, on_delete=print)
     informer.start()
     assert client.done.wait(10)
     informer.stop()
