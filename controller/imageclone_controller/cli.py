@@ -7,7 +7,6 @@ Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or ``--version``/``-h``;
 from __future__ import annotations
 
 import argparse
-import base64
 import logging
 import os
 import sys
@@ -28,7 +27,6 @@ from imageclone_controller.config import (
     LOCAL_METRICS_ADDR,
     LOG_FORMATS,
     LOG_LEVELS,
-    NAMINGS,
     ConfigError,
     ControllerConfig,
     check_directory,
@@ -107,17 +105,14 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags; imports the engine, whose options they include (``ImportError`` when it is missing)."""
+    from imageclone_controller import options
+
     parser = _Parser(prog=PROG, description=DESCRIPTION, allow_abbrev=False,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     seed = parser.add_argument_group("flags")
-    seed.add_argument("--backupRegistry", metavar="REPO", dest="backup_registry",
-                      help="where images are backed up: with --naming flat (default) one repository, e.g. "
-                           "registry.example.com/backup/images; with nested a prefix (required)")
-    seed.add_argument("--backupRegistryUser", metavar="USER", dest="backup_user",
-                      help=f"backup registry username (default: ${ENV_USERNAME})")
-    seed.add_argument("--backupRegistryPassword", metavar="PASSWORD", dest="backup_password",
-                      help=f"backup registry password; prefer ${ENV_PASSWORD} or --backupAuthFile, since "
-                           "argv is visible to every local user")
+    more = parser.add_argument_group("more flags")
+    options.add_backup_flags(seed, more, boolean=_go_bool)
     seed.add_argument("--ignoreNamespace", metavar="NS", dest="ignore_namespaces", action="append",
                       help="namespace never touched; repeatable or comma-separated (kube-system is always ignored)")
     seed.add_argument("--kubeconfig", metavar="PATH",
@@ -131,17 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--version", action="version", version=f"{PROG} {__version__}",
                       help="print the version and exit")
 
-    more = parser.add_argument_group("more flags")
-    more.add_argument("--backupAuthFile", metavar="PATH", dest="backup_authfile",
-                      help="docker config.json with the backup registry's login (a mounted Secret)")
-    more.add_argument("--sourceAuthFile", metavar="PATH", dest="source_authfile",
-                      help="docker config.json with logins for private source registries")
-    more.add_argument("--certsDir", metavar="DIR", dest="certs_dir",
-                      help="extra CA certificates for registries (*.crt), like skopeo's --cert-dir")
-    more.add_argument("--insecureRegistry", metavar="HOST", dest="insecure_registries", action="append",
-                      help="registry reached over plain HTTP / without TLS verification; repeatable")
-    more.add_argument("--naming", choices=NAMINGS, default="flat",
-                      help="backup naming policy (default flat: one repository, the source encoded in the tag)")
     more.add_argument("--kinds", metavar="KIND[,KIND]", action="append",
                       help="workload kinds to watch (default Deployment,DaemonSet,StatefulSet,CronJob; "
                            "also Job, ReplicaSet, Pod)")
@@ -184,13 +168,18 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
 
     environ = os.environ if environ is None else environ
     cluster = in_cluster(environ) if cluster is None else cluster
+    from imageclone_controller import options
+
     if not args.backup_registry:
         raise ConfigError("--backupRegistry is required")
-    registry = args.backup_registry.strip().rstrip("/")
+    backup = options.backup_options(args, environ)
+    registry = backup["backup_registry"] = args.backup_registry.strip().rstrip("/")
     if "://" in registry or not registry:
         raise ConfigError(f"--backupRegistry {args.backup_registry!r}: give registry/repository, no scheme")
-    username = args.backup_user or environ.get(ENV_USERNAME) or None
-    password = args.backup_password or environ.get(ENV_PASSWORD) or None
+    problems = options.range_problems(backup)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    username, password = backup["backup_username"], backup["backup_password"]
     if bool(username) != bool(password) and not args.backup_authfile:
         missing = "password" if username else "username"
         raise ConfigError(f"a backup registry {missing} is missing: give both (flags or "
@@ -204,18 +193,17 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         check_object_name(args.pull_secret, "--pullSecret")
         if not (username and password) and not args.backup_authfile:
             raise ConfigError("--pullSecret needs the backup registry's username and password")
+    backup.update(
+        backup_authfile=check_readable_file(backup["backup_authfile"], "--backupAuthFile"),
+        source_authfile=check_readable_file(backup["source_authfile"], "--sourceAuthFile"),
+        certs_dir=check_directory(backup["certs_dir"], "--certsDir"),
+        insecure_registries=split_list(backup["insecure_registries"]),
+    )
     return ControllerConfig(
-        backup_registry=registry,
+        backup=backup,
         kinds=parse_kinds(args.kinds, workloads.KINDS),
         namespaces=tuple(check_namespace(ns, "--namespace") for ns in split_list(args.namespaces)),
         ignore_namespaces=ignore,
-        naming=args.naming,
-        backup_username=username,
-        backup_password=password,
-        backup_authfile=check_readable_file(args.backup_authfile, "--backupAuthFile"),
-        source_authfile=check_readable_file(args.source_authfile, "--sourceAuthFile"),
-        certs_dir=check_directory(args.certs_dir, "--certsDir"),
-        insecure_registries=split_list(args.insecure_registries),
         kubeconfig=check_readable_file(args.kubeconfig, "--kubeconfig"),
         leader_election_id=check_object_name(args.leader_election_id, "--leaderElectionID"),
         leader_election_namespace=check_namespace(lease_namespace, "--leaderElectionNamespace"),
@@ -235,7 +223,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
 
 def check_with_engine(config: ControllerConfig) -> tuple[str, ...]:
     """Let the engine validate the backup target and auth files; return every secret they hold."""
-    from imageclone_controller.engine import factory
+    from imageclone_controller.engine import credentials, factory
 
     options = factory.BackupOptions.from_mapping(config.backup_options())
     try:
@@ -253,7 +241,7 @@ def check_with_engine(config: ControllerConfig) -> tuple[str, ...]:
             continue
         secrets += [secret for secret in (credential.password, credential.identity_token) if secret]
         if credential.has_password:  # the "auth" field of an auth file, an Authorization header
-            secrets.append(base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode())
+            secrets.append(credentials.basic_token(credential.username, credential.password))
     return tuple(secrets)
 
 
@@ -273,11 +261,11 @@ def go_style_flags(argv: Sequence[str], long_flags: Iterable[str]) -> list[str]:
 
 
 def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ControllerConfig:
-    """Flags to config; exits 2 with a clear message on any invalid flag or value."""
-    parser = build_parser()
-    long_flags = [flag for action in parser._actions for flag in action.option_strings]
-    args = parser.parse_args(go_style_flags(sys.argv[1:] if argv is None else argv, long_flags))
+    """Flags to config; exits 2 with a clear message on any invalid flag or value, 1 without the engine."""
     try:
+        parser = build_parser()
+        long_flags = [flag for action in parser._actions for flag in action.option_strings]
+        args = parser.parse_args(go_style_flags(sys.argv[1:] if argv is None else argv, long_flags))
         config = config_from_args(args, environ)
         return replace(config, auth_secrets=check_with_engine(config))
     except ConfigError as error:

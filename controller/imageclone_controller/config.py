@@ -1,6 +1,7 @@
 """The controller's settings: one immutable object built from flags and environment, validated once.
 
-Nothing here talks to the cluster or a registry. Parsing helpers raise
+Nothing here talks to the cluster or a registry. The engine is imported where it is used, so that a
+missing engine is reported by the command line (``cli.parse``), not as a traceback at import. Parsing helpers raise
 ``ConfigError`` with a message meant for the person who typed the flag; the
 CLI turns it into exit code 2.
 """
@@ -29,8 +30,6 @@ DEFAULT_API_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_API_READ_TIMEOUT: Final = 60.0
 
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -42,17 +41,11 @@ class ConfigError(ValueError):
 class ControllerConfig:
     """Everything the controller needs to run; ``repr`` never shows the password."""
 
-    backup_registry: str
+    # The engine's backup options (``arguments.BACKUP_ARGUMENTS``), the password included.
+    backup: Mapping[str, Any] = field(compare=False)
     kinds: tuple[str, ...] = DEFAULT_KINDS
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     ignore_namespaces: tuple[str, ...] = ()
-    naming: str = "flat"
-    backup_username: str | None = None
-    backup_password: str | None = field(default=None, compare=False)
-    backup_authfile: str | None = None
-    source_authfile: str | None = None
-    certs_dir: str | None = None
-    insecure_registries: tuple[str, ...] = ()
     kubeconfig: str | None = None
     leader_election_id: str = DEFAULT_LEADER_ELECTION_ID
     leader_election_namespace: str = "default"
@@ -74,18 +67,33 @@ class ControllerConfig:
         return (f"ControllerConfig(backup_registry={self.backup_registry!r}, kinds={self.kinds!r}, "
                 f"naming={self.naming!r}, workers={self.workers})")
 
+    @property
+    def backup_registry(self) -> str:
+        return str(self.backup["backup_registry"])
+
+    @property
+    def naming(self) -> str:
+        return str(self.backup["naming"])
+
+    @property
+    def backup_username(self) -> str | None:
+        return self.backup.get("backup_username")
+
+    @property
+    def backup_password(self) -> str | None:
+        return self.backup.get("backup_password")
+
+    @property
+    def backup_authfile(self) -> str | None:
+        return self.backup.get("backup_authfile")
+
+    @property
+    def insecure_registries(self) -> tuple[str, ...]:
+        return tuple(self.backup.get("insecure_registries") or ())
+
     def backup_options(self) -> dict[str, Any]:
         """The engine's ``BackupOptions`` mapping (the password included: hand it to the engine only)."""
-        return {
-            "backup_registry": self.backup_registry,
-            "naming": self.naming,
-            "backup_username": self.backup_username,
-            "backup_password": self.backup_password,
-            "backup_authfile": self.backup_authfile,
-            "source_authfile": self.source_authfile,
-            "certs_dir": self.certs_dir,
-            "insecure_registries": self.insecure_registries,
-        }
+        return dict(self.backup)
 
     def connection(self) -> dict[str, Any]:
         """Kubernetes connection options: the kubeconfig if given, else in-cluster (or the default kubeconfig)."""
@@ -98,9 +106,12 @@ class ControllerConfig:
 
     def safe_summary(self) -> dict[str, Any]:
         """What the startup log line shows: every setting but the credentials."""
+        from imageclone_controller.options import BACKUP_FLAGS
+
+        shown = {BACKUP_FLAGS[option].lstrip("-"): self.backup[option] for option in BACKUP_FLAGS
+                 if option not in ("backup_username", "backup_password", "backup_authfile")}
         return {
-            "backupRegistry": self.backup_registry,
-            "naming": self.naming,
+            **shown,
             "kinds": list(self.kinds),
             "namespaces": list(self.namespaces) or "all",
             "ignoreNamespaces": ["kube-system", *self.ignore_namespaces],
@@ -199,13 +210,17 @@ def parse_kinds(values: Iterable[str] | None, known: Iterable[str]) -> tuple[str
 
 
 def check_namespace(name: str, flag: str) -> str:
-    if len(name) > 63 or not _DNS_LABEL.fullmatch(name):
+    from imageclone_controller.engine import arguments
+
+    if not arguments.is_namespace_name(name):
         raise ConfigError(f"{flag} {name!r} is not a valid namespace name")
     return name
 
 
 def check_object_name(name: str, flag: str) -> str:
-    if len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+    from imageclone_controller.engine import arguments
+
+    if not arguments.is_object_name(name):
         raise ConfigError(f"{flag} {name!r} is not a valid Kubernetes object name (lowercase DNS subdomain)")
     return name
 

@@ -74,8 +74,11 @@ def ensure_importable(environ: dict[str, str] | None = None) -> None:
 ensure_importable()
 
 # Re-exports: the rest of the controller imports the engine from here only.
+from ansible_collections.imageclone.backup.plugins.doc_fragments import backup as backup_doc  # noqa: E402
 from ansible_collections.imageclone.backup.plugins.module_utils import (  # noqa: E402
+    arguments,
     backup,
+    credentials,
     factory,
     kube,
     migration,
@@ -85,5 +88,5 @@ from ansible_collections.imageclone.backup.plugins.module_utils import (  # noqa
     workloads,
 )
 
-__all__ = ["EngineNotFound", "backup", "factory", "kube", "migration", "plan", "registry", "rewrite",
+__all__ = ["EngineNotFound", "arguments", "backup", "backup_doc", "credentials", "factory", "kube", "migration", "plan", "registry", "rewrite",
            "workloads", "ensure_importable", "candidate_roots"]

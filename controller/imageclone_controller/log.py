@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import quote
 
+from imageclone_controller.engine import credentials
+
 MASK: Final = "***"
 _FIELDS: Final = "imageclone_fields"
 _RESERVED: Final = ("ts", "level", "logger", "msg", "error")
@@ -49,7 +51,7 @@ class Redactor:
     def add_basic_auth(self, username: str | None, password: str | None) -> None:
         """Also mask ``base64(username:password)``, what an Authorization header or auth file holds."""
         if username and password:
-            token = base64.b64encode(f"{username}:{password}".encode()).decode()
+            token = credentials.basic_token(username, password)
             self._forms = sorted({*self._forms, token, token.rstrip("=")}, key=len, reverse=True)
 
 

@@ -41,6 +41,7 @@ options:
       - The user to authenticate to the backup registry as.
       - Together with O(backup_password) it takes precedence over an entry for the backup
         registry in O(backup_authfile).
+      - If not set, the E(IMAGECLONE_BACKUP_USERNAME) environment variable is used.
     type: str
   backup_password:
     description:

@@ -60,8 +60,9 @@ SCOPE_ARGUMENTS: Final[Mapping[str, dict[str, Any]]] = {
     "skip_gitops": {"type": "bool", "default": False},
 }
 
-# Options read from the environment when not given, first variable set wins.
+# Options read from the environment when not given, first variable set wins (the modules and the controller).
 ENVIRONMENT_FALLBACKS: Final[Mapping[str, tuple[str, ...]]] = {
+    "backup_username": ("IMAGECLONE_BACKUP_USERNAME",),
     "backup_password": ("IMAGECLONE_BACKUP_PASSWORD",),
     "backup_authfile": ("IMAGECLONE_BACKUP_AUTHFILE",),
 }
@@ -109,13 +110,24 @@ def argument_spec(
     return spec
 
 
-def range_problems(params: Mapping[str, Any]) -> list[str]:
-    """One message per integer option below its minimum (options absent from ``params`` are fine)."""
+def range_problems(params: Mapping[str, Any], label: Callable[[str], str] = str) -> list[str]:
+    """One message per integer option below its minimum (options absent from ``params`` are fine);
+    ``label`` names an option as its reader knows it (the controller's flag, say)."""
     return [
-        f"{name} must be at least {minimum}, got {params[name]}"
+        f"{label(name)} must be at least {minimum}, got {params[name]}"
         for name, minimum in MINIMUMS.items()
         if params.get(name) is not None and params[name] < minimum
     ]
+
+
+def is_namespace_name(name: str) -> bool:
+    """Whether the API server accepts ``name`` for a namespace (a lowercase DNS label)."""
+    return bool(_DNS_LABEL.fullmatch(name))
+
+
+def is_object_name(name: str) -> bool:
+    """Whether the API server accepts ``name`` for a Secret, a Lease... (a lowercase DNS subdomain)."""
+    return bool(_DNS_SUBDOMAIN.fullmatch(name))
 
 
 def name_problems(params: Mapping[str, Any]) -> list[str]:
@@ -124,10 +136,10 @@ def name_problems(params: Mapping[str, Any]) -> list[str]:
         f"{option}: {namespace!r} is not a valid namespace name (a lowercase DNS label)"
         for option in ("namespaces", "ignore_namespaces")
         for namespace in params.get(option) or ()
-        if not _DNS_LABEL.fullmatch(namespace)
+        if not is_namespace_name(namespace)
     ]
     secret = params.get("pull_secret")
-    if secret is not None and not _DNS_SUBDOMAIN.fullmatch(secret):
+    if secret is not None and not is_object_name(secret):
         problems.append(f"pull_secret: {secret!r} is not a valid Secret name (a lowercase DNS subdomain)")
     return problems
 

@@ -142,3 +142,38 @@ def test_durations_and_addresses():
     for bad in ("8080", "host:", "host:99999", "::1:80"):
         with pytest.raises(ConfigError):
             parse_address(bad)
+
+
+def test_every_engine_backup_option_is_a_flag_with_the_modules_validation(capsys):
+    from imageclone_controller.engine import arguments
+    from imageclone_controller.options import BACKUP_FLAGS
+
+    assert set(BACKUP_FLAGS) == set(arguments.BACKUP_ARGUMENTS), "an engine option has no controller flag"
+    got = config(["--backupRegistry=r.example/x", "--parallel=16", "--perRegistry=2", "--copyTimeout=120",
+                  "--retryTimes=0", "--pin=false"])
+    assert {key: got.backup_options()[key] for key in ("parallel", "per_registry", "copy_timeout", "retry_times",
+                                                       "pin")} == {"parallel": 16, "per_registry": 2,
+                                                                   "copy_timeout": 120, "retry_times": 0, "pin": False}
+    defaults = config(["--backupRegistry=r.example/x"]).backup_options()
+    for option, spec in arguments.BACKUP_ARGUMENTS.items():
+        if "default" in spec and option != "insecure_registries":
+            assert defaults[option] == spec["default"], option
+    # The modules' minimums, named as flags.
+    assert "--parallel must be at least 1, got 0" in usage_error(capsys, ["--backupRegistry=r.example/x",
+                                                                          "--parallel=0"])
+    # The modules' object-name rule: "a..b" is no Kubernetes name.
+    assert "not a valid Kubernetes object name" in usage_error(capsys, ["--backupRegistry=r.example/x",
+                                                                       "--leaderElectionID=a..b"])
+    # The help text is the modules' documentation, with flags for option names.
+    build_parser().print_help()
+    text = " ".join(capsys.readouterr().out.split())
+    assert "How many copies may run at the same time from one source registry" in text
+    assert "O(" not in text and "C(" not in text
+
+
+def test_the_username_falls_back_to_the_environment_like_the_modules(tmp_path):
+    authfile = tmp_path / "auth.json"
+    authfile.write_text("{}")
+    got = config(["--backupRegistry=r.example/x", f"--backupAuthFile={authfile}"],
+                 {"IMAGECLONE_BACKUP_USERNAME": "bob"})
+    assert got.backup_username == "bob"
