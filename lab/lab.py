@@ -354,7 +354,8 @@ class Lab:
         only those whose User-Agent contains it."""
         if not self.audit_log.exists():
             return []
-        events = [json.loads(line) for line in self.audit_log.read_text(errors="replace").splitlines() if line]
+        lines = self.audit_log.read_text(errors="replace").splitlines()
+        events = [json.loads(line) for line in lines if line and (user_agent is None or user_agent in line)]
         return [e for e in events if user_agent is None or user_agent in e.get("userAgent", "")]
 
     def skopeo(self, *args: str) -> str:

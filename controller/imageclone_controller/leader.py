@@ -141,7 +141,7 @@ class LeaderElector:
             if self._clock() >= self._term_ends:
                 self._leading.clear()
                 self._lost.set()
-                log.error("leader lease lost: could not renew it within the renew deadline; stopped leading",
+                log.error("leader lease lost: could not renew it within the renew deadline",
                           extra=fields(lease=f"{self.namespace}/{self.name}", identity=self.identity,
                                        renewDeadlineSeconds=self.timing.renew_deadline))
                 return

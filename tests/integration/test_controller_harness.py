@@ -155,6 +155,21 @@ class ControllerProcess:
             time.sleep(0.1)
         raise AssertionError(f"the controller was not leader and ready within {timeout}s:\n{self.log_text()[-3000:]}")
 
+    @property
+    def identity(self) -> str:
+        """The identity it campaigns under, which its User-Agent carries to the API server's audit log."""
+        for line in self.log_lines():
+            if line.get("msg") == "image-clone controller starting":
+                return line["identity"]
+        raise AssertionError(f"the controller has not logged its start yet:\n{self.log_text()[-2000:]}")
+
+    def stored_writes(self) -> list[dict[str, Any]]:
+        """Its writes to workloads and Secrets that the API server accepted, from the audit log (refused
+        ones, such as a 409 a resync racing the watch can cost, are requests but change nothing)."""
+        return [event for event in self.lab.audit_events(self.identity)
+                if event["objectRef"].get("resource") not in ("leases", "events")
+                and event.get("responseStatus", {}).get("code", 0) < 300]
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -407,7 +407,9 @@ def test_dry_run_validates_on_the_server_and_stores_nothing(lab, api, admin, pol
     assert result.changed
     would_be = result.object["spec"]["template"]["spec"]["containers"][0]["image"]
     assert would_be == expected_backup(lab, policy, NGINX)
-    assert admin.get(KINDS["Deployment"], namespace, "web") == before
+    after = admin.get(KINDS["Deployment"], namespace, "web")  # its controller may move status on meanwhile
+    assert after["spec"] == before["spec"]
+    assert ORIGINAL_IMAGES not in (after["metadata"].get("annotations") or {})
 
 
 def test_a_container_changed_after_the_rewrite_records_its_new_original(lab, api, admin, policy, namespace):
