@@ -3,11 +3,11 @@ SHELL := /bin/bash
 PYTHON := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help bootstrap binaries lab-up lab-down lab-status demo test test-unit test-integration bench
+.PHONY: help bootstrap binaries lab-up lab-down lab-status demo lint test test-unit test-integration bench
 
 help:
 	@echo "make demo        bring the local lab up and run image-clone's main job on it"
-	@echo "make test        install everything, then run every test suite"
+	@echo "make test        install everything, then run the linters and every test suite"
 	@echo "make bench       benchmarks against skopeo sync and a naive loop (docs/benchmarks.md)"
 	@echo "make lab-up | lab-down | lab-status"
 
@@ -29,9 +29,15 @@ lab-status:
 demo: lab-up
 	@$(PYTHON) hack/demo.py
 
+# ruff (ruff.toml) over the tree, mypy (mypy.ini) over the engine and the controller.
+lint: bootstrap
+	@$(PYTHON) -c 'from lab.collection import collections_root; collections_root()'
+	@.venv/bin/ruff check
+	@.venv/bin/mypy -p ansible_collections.imageclone.backup.plugins.module_utils -p imageclone_controller
+
 # pytest-ansible links the collection under collections/ once; refresh it so new
 # top-level folders are visible to the tests.
-test: binaries
+test: binaries lint
 	@rm -rf collections
 	@$(PYTHON) -m pytest
 

@@ -132,7 +132,8 @@ def header(r: dict) -> str:
         "",
         "## Setup",
         "",
-        f"{fmt(setup.get('images'))} synthetic images pushed to the source registry ({fmt(setup.get('multi_platform_images'))} "
+        f"{fmt(setup.get('images'))} synthetic images pushed to the source registry "
+        f"({fmt(setup.get('multi_platform_images'))} "
         f"of them amd64+arm64 indexes, all sharing one base layer) in {_s(setup.get('push_s'), 1)}. "
         f"{fmt(setup.get('workloads'))} workloads ({kinds}; replicas 0, CronJobs suspended) in "
         f"{fmt(setup.get('namespaces'))} namespaces with {fmt(setup.get('containers'))} containers drawn from the "
@@ -276,7 +277,8 @@ def cold_text(r: dict) -> str:
         "",
         f"Batch 25 instead of W: {_s(small.get('wall_s'))} ({_x(ratio(small.get('wall_s'), p.get('wall_s')), 2)} "
         f"the time of batch W). The rewrite task runs once per batch, each time a new module process that "
-        f"discovers the batch's namespaces again and re-verifies the batch's images: {_s(_task(small, 'Rewrite a batch'))} "
+        "discovers the batch's namespaces again and re-verifies the batch's images: "
+        f"{_s(_task(small, 'Rewrite a batch'))} "
         f"in the rewrite task, {fmt(get(small, 'api', 'lists'))} LISTs, "
         f"{fmt(get(small, 'backup_registry', 'total'))} backup registry requests.",
         "",
@@ -311,7 +313,8 @@ def warm_text(r: dict) -> str:
     lines = [
         "### Warm re-run",
         "",
-        f"The playbook's re-run took {_s(p.get('wall_s'))} (runs {', '.join(fmt(w) for w in p.get('walls_s') or [])} s) "
+        f"The playbook's re-run took {_s(p.get('wall_s'))} "
+        f"(runs {', '.join(fmt(w) for w in p.get('walls_s') or [])} s) "
         f"and changed nothing: {fmt(p.get('objects_new_resource_version'))} workloads with a new resourceVersion, "
         f"{fmt(get(p, 'api', 'write_requests'))} API write requests, "
         f"{fmt(get(p, 'backup_registry', 'manifest_get'))} manifest GETs. Of that time "
@@ -348,7 +351,7 @@ def warm_text(r: dict) -> str:
         lines += [
             "",
             f"It needs a re-run under {_s(needed)}, {_x(ratio(p.get('wall_s'), needed))} less than measured, "
-            
+
             + (f"which is below even a one-task Ansible playbook ({_s(floor_info.get('noop_playbook_s'))}) on this "
                "machine: no playbook can meet it here. "
                if (floor_info.get("noop_playbook_s") or 0) > needed else "")
@@ -356,7 +359,8 @@ def warm_text(r: dict) -> str:
             f"{_x(ratio(s.get('wall_s'), engine.get('wall_s')))} faster than the sync re-run"
             + (", so the engine meets the target and Ansible's process model is what misses it. "
                if (ratio(s.get("wall_s"), engine.get("wall_s")) or 0) >= TARGETS["warm_vs_sync"] else
-               f", so even without Ansible the target is missed by {_x(ratio(TARGETS['warm_vs_sync'], ratio(s.get('wall_s'), engine.get('wall_s'))))}: "
+               ", so even without Ansible the target is missed by "
+               f"{_x(ratio(TARGETS['warm_vs_sync'], ratio(s.get('wall_s'), engine.get('wall_s'))))}: "
                "skopeo sync's re-run is cheap (manifest GETs, in one process), not a full re-copy. ")
             + "Closing it for the playbook means fewer processes: one module doing discover, verify and rewrite "
             "(the engine's `Migration.run`) instead of three tasks passing every workload through Ansible's "
@@ -429,7 +433,8 @@ def controller_text(r: dict) -> str:
         lines += [
             "",
             f"The same burst with `--workers {fmt(more.get('workers'))}` (a fresh controller, "
-            f"{fmt(more.get('startup_objects'))} workloads in the cluster): converged in {_s(more.get('converged_s'))}, "
+            f"{fmt(more.get('startup_objects'))} workloads in the cluster): "
+            f"converged in {_s(more.get('converged_s'))}, "
             f"p50 {_s(ml.get('p50'))}, p99 {_s(ml.get('p99'))}, CPU {_s(more.get('cpu_s'))}, peak RSS "
             f"{_mb(more.get('peak_rss_bytes'))}; the Deployments were created in {_s(more.get('create_s'))}. "
             + (f"More workers lowered the latency ({_x(ratio(get(c, 'latency_s', 'p99'), ml.get('p99')))} at p99) "

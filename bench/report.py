@@ -89,7 +89,8 @@ def targets(results: dict) -> list[dict[str, Any]]:
                  "target": f"≥ {TARGETS['cold_vs_sync']:.0f}× faster",
                  "measured": None if cold_speedup is None else
                  f"{cold_speedup:.2f}× ({fmt(p_cold)} s vs {fmt(s_cold)} s)",
-                 "value": cold_speedup, "met": None if cold_speedup is None else cold_speedup >= TARGETS["cold_vs_sync"]})
+                 "value": cold_speedup,
+                 "met": None if cold_speedup is None else cold_speedup >= TARGETS["cold_vs_sync"]})
     blob_ratio = get(results, "cold", "playbook", "blob_bytes_over_unique")
     stored = get(results, "cold", "playbook", "storage", "blob_bytes")
     unique = get(results, "setup", "unique_blobs", "bytes")
@@ -221,18 +222,21 @@ def controller_table(results: dict) -> str:
                      f"{fmt(mb(ctrl.get('peak_rss_bytes')), 1)} (VmHWM)",
                      f"{fmt(ctrl.get('rewritten'))}/{fmt(ctrl.get('deployments'))} rewritten; created in "
                      f"{fmt(ctrl.get('create_s'))} s; CPU {fmt(ctrl.get('cpu_s'))} s; started on "
-                     f"{fmt(ctrl.get('startup_objects'))} workloads, settled in {fmt(ctrl.get('startup_settled_s'))} s"])
+                     f"{fmt(ctrl.get('startup_objects'))} workloads, "
+                     f"settled in {fmt(ctrl.get('startup_settled_s'))} s"])
     if idle:
         running, restarted = idle.get("running") or {}, idle.get("restarted") or {}
         rows.append([f"idle at {fmt(idle.get('total'))} workloads, running", "-", "-",
                      f"{fmt(mb(running.get('rss_bytes')), 1)} (VmRSS after {fmt(idle.get('idle_seconds'), 0)} s idle;"
                      f" VmHWM {fmt(mb(running.get('peak_rss_bytes')), 1)})",
-                     f"started on {fmt(idle.get('startup_objects'))} workloads ({fmt(mb(idle.get('startup_rss_bytes')), 1)} MB), "
+                     f"started on {fmt(idle.get('startup_objects'))} workloads "
+                     f"({fmt(mb(idle.get('startup_rss_bytes')), 1)} MB), "
                      f"{fmt(idle.get('created'))} added in {fmt(idle.get('create_s'))} s, queue drained "
                      f"{fmt(idle.get('drained_after_create_s'))} s after; idle CPU {fmt(idle.get('idle_cpu_s'))} s"])
         rows.append([f"idle at {fmt(idle.get('total'))} workloads, after a restart",
                      fmt(restarted.get("settled_s")), "-",
-                     f"{fmt(mb(restarted.get('rss_bytes')), 1)} (VmRSS; VmHWM {fmt(mb(restarted.get('peak_rss_bytes')), 1)})",
+                     f"{fmt(mb(restarted.get('rss_bytes')), 1)} "
+                     f"(VmRSS; VmHWM {fmt(mb(restarted.get('peak_rss_bytes')), 1)})",
                      f"start to all reconciled {fmt(restarted.get('settled_s'))} s, CPU "
                      f"{fmt(restarted.get('startup_cpu_s'))} s; idle CPU {fmt(restarted.get('idle_cpu_s'))} s"])
     header = ["controller", "converged s", "latency p50 / p90 / p99 / max s", "RSS MB", "notes"]

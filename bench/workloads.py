@@ -210,8 +210,8 @@ def reset(api: KubeApi, specs: Sequence[WorkloadSpec], workers: int = 8) -> floa
 def rewritten_mapping(state: dict) -> dict[str, str]:
     """``source image -> backup image`` as recorded by image-clone's annotation on rewritten workloads."""
     mapping = {}
-    for _, images, annotations, _ in state.values():
-        recorded = json.loads(annotations.get(ORIGINAL_IMAGES, "{}") or "{}")
+    for _, images, metadata_annotations, _ in state.values():
+        recorded = json.loads(metadata_annotations.get(ORIGINAL_IMAGES, "{}") or "{}")
         for section in recorded.values():
             for container, original in section.items():
                 if container in images:

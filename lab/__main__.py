@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  kube-apiserver   {config.apiserver_url}  ({config.kubernetes_version})")
         print(f"  source registry  https://{config.source_registry}  (anonymous, {len(config.seeds)} seeded images)")
         print(f"  backup registry  https://{config.backup_registry}  (htpasswd, auth file {lab.backup_authfile})")
-        print(f"  use it:          eval \"$(python -m lab env)\" && kubectl get ns")
+        print("  use it:          eval \"$(python -m lab env)\" && kubectl get ns")
     elif args.command == "down":
         lab.down()
         print(f"lab stopped and {lab.state} removed")

@@ -38,7 +38,7 @@ def lab() -> Lab:
 @pytest.fixture(scope="session")
 def kube(lab: Lab):
     """A kubernetes.client.ApiClient authenticated as the lab's admin."""
-    from kubernetes import client, config
+    from kubernetes import config
 
     return config.new_client_from_config(config_file=str(lab.kubeconfig))
 
@@ -51,7 +51,8 @@ def namespace(request: pytest.FixtureRequest, kube) -> str:
     core = client.CoreV1Api(kube)
     slug = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"{slug}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"imageclone-test": "true"})))
+    metadata = client.V1ObjectMeta(name=name, labels={"imageclone-test": "true"})
+    core.create_namespace(client.V1Namespace(metadata=metadata))
     deadline = time.monotonic() + 30
     while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
         if time.monotonic() > deadline:

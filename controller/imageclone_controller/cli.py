@@ -16,13 +16,13 @@ from typing import NoReturn
 
 from imageclone_controller import __version__
 from imageclone_controller.config import (
+    DEFAULT_API_CONNECT_TIMEOUT,
+    DEFAULT_API_READ_TIMEOUT,
     DEFAULT_LEADER_ELECTION_ID,
     DEFAULT_RESYNC,
     DEFAULT_WORKERS,
     ENV_PASSWORD,
     ENV_USERNAME,
-    DEFAULT_API_CONNECT_TIMEOUT,
-    DEFAULT_API_READ_TIMEOUT,
     IN_CLUSTER_METRICS_ADDR,
     LOCAL_METRICS_ADDR,
     LOG_FORMATS,

@@ -88,5 +88,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils import (  # noqa
     workloads,
 )
 
-__all__ = ["EngineNotFound", "arguments", "backup", "backup_doc", "credentials", "factory", "kube", "migration", "plan", "registry", "rewrite",
+__all__ = ["EngineNotFound", "arguments", "backup", "backup_doc", "credentials", "factory", "kube", "migration",
+           "plan", "registry", "rewrite",
            "workloads", "ensure_importable", "candidate_roots"]

@@ -165,7 +165,7 @@ class EventRecorder:
             "count": 1 if seen is None else seen.count,
         }
         self._api.create(EVENT, ref.namespace, body)
-        self._seen[key] = _Seen(name, body["count"], pending.at)
+        self._seen[key] = _Seen(name, 1 if seen is None else seen.count, pending.at)
         while len(self._seen) > self._remembered:
             self._seen.popitem(last=False)
         self._on_sent(pending.type, pending.reason)

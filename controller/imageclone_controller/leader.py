@@ -23,9 +23,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as AttemptTimedOut
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -212,7 +212,7 @@ class LeaderElector:
                 return False  # held, and not expired by our clock
         ours = holder == self.identity
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
-        acquire_time = spec.get("acquireTime") if ours and spec.get("acquireTime") else now
+        acquire_time = str(spec["acquireTime"]) if ours and spec.get("acquireTime") else now
         lease["spec"] = self._spec(now, acquire_time=acquire_time, transitions=transitions)
         stored = self._api.replace(LEASE, self.namespace, self.name, lease)
         spec = stored.get("spec") or {}

@@ -38,7 +38,7 @@ def escape_help(text: str) -> str:
 
 
 def _labels_text(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    pairs = [f'{name}="{escape_label(value)}"' for name, value in zip(names, values)]
+    pairs = [f'{name}="{escape_label(value)}"' for name, value in zip(names, values, strict=True)]
     if extra:
         pairs.append(extra)
     return "{" + ",".join(pairs) + "}" if pairs else ""
@@ -169,7 +169,7 @@ class Histogram(_Metric):
         lines = self.header()
         for key, counts, total in snapshot:
             cumulative = 0
-            for bound, count in zip((*self.buckets, math.inf), counts):
+            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
                 cumulative += count
                 le = f'le="{format_value(bound)}"'
                 lines.append(f"{self.name}_bucket{_labels_text(self.labelnames, key, le)} {cumulative}")

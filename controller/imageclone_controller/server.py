@@ -67,7 +67,7 @@ class HealthServer:
     def __init__(self, address: tuple[str, int], render_metrics: Callable[[], str], healthz: Check,
                  readyz: Check) -> None:
         host, port = address
-        server_class = _Server
+        server_class: type[_Server] = _Server
         if ":" in host:
             server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
         self._server = server_class((host, port), _handler(render_metrics, healthz, readyz))

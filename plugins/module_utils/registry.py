@@ -212,8 +212,10 @@ def token_lifetime(expires_in: object) -> float:
 
     The margin (a fifth, at most 30 s) covers clock skew and requests in flight.
     """
-    valid = isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0
-    seconds = float(expires_in) if valid else float(DEFAULT_TOKEN_LIFETIME)
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and expires_in > 0:
+        seconds = float(expires_in)
+    else:
+        seconds = float(DEFAULT_TOKEN_LIFETIME)
     return seconds - min(_TOKEN_MARGIN_MAX, seconds / 5)
 
 

@@ -33,8 +33,8 @@ def service(lab, policy, credentials=None, **settings) -> BackupService:
 
 def unique_image(lab, platforms=("amd64",)) -> str:
     """A fresh image in the source registry, so a test may delete it upstream."""
-    spec = ImageSpec(f"tests/{uuid.uuid4().hex[:10]}", "1.0", (Layer("debian-base", 64 * 1024), Layer(uuid.uuid4().hex)),
-                     platforms=platforms)
+    layers = (Layer("debian-base", 64 * 1024), Layer(uuid.uuid4().hex))
+    spec = ImageSpec(f"tests/{uuid.uuid4().hex[:10]}", "1.0", layers, platforms=platforms)
     lab.push_images((spec,))
     return lab.source_image(spec.ref_name)
 

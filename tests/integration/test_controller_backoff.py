@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import NGINX, POSTGRES, eventually, manifest, pod_spec
 from test_controller_harness import ControllerProcess, admin_api, events_for, images_of, record, rewritten_to
+
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
 MISSING = "library/nginx:no-such-tag"
 
@@ -35,7 +36,7 @@ def test_missing_upstream_image_warns_backs_off_and_is_never_rewritten(lab, name
         delays = [line["retryInSeconds"] for _, line in attempts[:3]]
         assert delays == [5.0, 10.0, 20.0], delays
         assert all(line["reason"] == "image_missing" for _, line in attempts)
-        spacing = [later[0] - earlier[0] for earlier, later in zip(attempts, attempts[1:3])]
+        spacing = [later[0] - earlier[0] for earlier, later in zip(attempts, attempts[1:3], strict=False)]
         assert 4.5 <= spacing[0] <= 7 and 9.5 <= spacing[1] <= 12.5, spacing
         record("missing-image retry schedule (s): announced, observed", {"announced": delays,
                                                                          "observed": [round(s, 2) for s in spacing]})

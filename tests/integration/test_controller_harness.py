@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from signal import SIGTERM
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from signal import SIGTERM
 from typing import Any
 
 from lab.collection import collections_root

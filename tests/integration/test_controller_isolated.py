@@ -13,10 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
-from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import NGINX, eventually, manifest, pod_spec
 from test_controller_harness import (
     REPO,
@@ -27,6 +23,10 @@ from test_controller_harness import (
     record,
     rewritten_to,
 )
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
 POD = Resource("Pod", "v1", "pods")

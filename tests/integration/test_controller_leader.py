@@ -5,10 +5,11 @@ import signal
 import time
 import uuid
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import eventually, manifest, pod_spec
 from test_controller_harness import ControllerProcess, admin_api, backup_repository, record, rewritten_to
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
 LEASE = Resource("Lease", "coordination.k8s.io/v1", "leases")
 LEASE_DURATION, RETRY_PERIOD = 15.0, 2.0

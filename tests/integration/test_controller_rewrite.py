@@ -7,10 +7,6 @@ import time
 import uuid
 
 import pytest
-
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
-from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import BUSYBOX, NGINX, REDIS, eventually, manifest, pod_spec
 from test_controller_harness import (
     ControllerProcess,
@@ -21,6 +17,10 @@ from test_controller_harness import (
     record,
     rewritten_to,
 )
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
 WATCHED_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob")
 

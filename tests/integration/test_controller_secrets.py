@@ -5,12 +5,12 @@ import base64
 from pathlib import Path
 
 import pytest
+from builders import POSTGRES, eventually, manifest, pod_spec
+from test_controller_harness import ControllerProcess, admin_api, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from builders import POSTGRES, eventually, manifest, pod_spec
 from lab.lab import BACKUP_USER
-from test_controller_harness import ControllerProcess, admin_api, rewritten_to
 
 EVENT = Resource("Event", "v1", "events")
 

@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import NGINX, POSTGRES, REDIS, manifest, pod_spec
 from faults_support import (
     Timer,
@@ -33,6 +31,8 @@ from faults_support import (
     workload_images,
 )
 from test_controller_harness import ControllerProcess
+
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
 DEPLOYMENT = KINDS["Deployment"]
 

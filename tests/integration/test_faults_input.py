@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from builders import BUSYBOX, NAMESPACES, NGINX
+from faults_support import Timer, admin_api, events, simple_deployment, until, workload_images
+from test_controller_harness import BINARY, ControllerProcess, controller_env
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
@@ -29,10 +32,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import Na
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome, plan_workload
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, workload_from_object
-from builders import BUSYBOX, NAMESPACES, NGINX
-from faults_support import Timer, admin_api, events, simple_deployment, until, workload_images
 from lab.collection import collections_root
-from test_controller_harness import BINARY, ControllerProcess, controller_env
 
 DEPLOYMENT = KINDS["Deployment"]
 BIN = Path(sys.executable).parent

@@ -14,12 +14,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
-from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy, backup_reference
-from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
-from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import BUSYBOX, NAMESPACES, NGINX, REDIS
 from faults_support import (
     AccessLog,
@@ -45,6 +39,12 @@ from faults_support import (
     workload_images,
 )
 from test_controller_harness import ControllerProcess
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
+from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy, backup_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
 DEPLOYMENT = KINDS["Deployment"]
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from test_controller_rbac import DEPLOY, SA, apply, rbac_documents, service_account  # noqa: F401 - a fixture
 
 # What the ServiceAccount may do (resource -> verbs), besides the self-reviews every identity gets.
@@ -105,7 +103,8 @@ def test_the_service_account_has_exactly_the_expected_permissions(lab, namespace
 def test_dangerous_verbs_are_refused_everywhere(lab, namespace, service_account):  # noqa: F811
     checks = [(entry[0], entry[1], where, *entry[2:]) for entry in FORBIDDEN for where in (namespace, "kube-system")]
     with ThreadPoolExecutor(6) as pool:
-        allowed = [check for check, yes in zip(checks, pool.map(lambda c: can_i(lab, namespace, *c), checks)) if yes]
+        answers = pool.map(lambda c: can_i(lab, namespace, *c), checks)
+        allowed = [check for check, yes in zip(checks, answers, strict=True) if yes]
     assert allowed == [], f"the ServiceAccount may: {allowed}"
     # Sanity: the same helper does say yes where the role grants it.
     assert can_i(lab, namespace, "patch", "deployments.apps", "kube-system")  # RBAC allows; the code never does

@@ -18,10 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import DATA_KEY
-from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from faults_support import (
     SECRET,
     AccessLog,
@@ -43,9 +39,13 @@ from faults_support import (
     until,
     workload_images,
 )
+from test_controller_harness import ControllerProcess
+
+from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import DATA_KEY
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
 from lab.lab import BACKUP_USER
-from test_controller_harness import ControllerProcess
 
 DEPLOYMENT = KINDS["Deployment"]
 BIN = Path(sys.executable).parent
@@ -242,7 +242,7 @@ def test_source_registry_down_rewrites_nothing_and_reports_the_registry(iso, tmp
     assert {r.state for r in report.workloads} == {"blocked"}
     assert migration.api.writes == 0
     assert report.summary()["images"]["failed"] == len(images)
-    for image, outcome in report.images.items():
+    for outcome in report.images.values():
         assert f"registry {source}" in outcome.reason and "image" in outcome.reason, outcome.reason
     for workload in report.workloads:
         assert source in workload.reason, workload.reason

@@ -14,8 +14,6 @@ import base64
 import json
 from pathlib import Path
 
-from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import DATA_KEY
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS
 from faults_support import (
     SECRET,
@@ -31,8 +29,11 @@ from faults_support import (
     until,
     workload_images,
 )
-from lab.lab import BACKUP_USER
 from test_controller_harness import ControllerProcess
+
+from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import DATA_KEY
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.lab import BACKUP_USER
 
 DEPLOYMENT = KINDS["Deployment"]
 

@@ -13,18 +13,17 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import yaml
+from builders import BUSYBOX, eventually, manifest, pod_spec
+from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy, wait_gone
+from test_controller_harness import ControllerProcess, admin_api, backup_repository, record, rewritten_to
+from test_playbook_lab import run_playbook, variables
 
 from ansible_collections.imageclone.backup.plugins.module_utils.factory import kube_api
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from builders import BUSYBOX, eventually, manifest, pod_spec
-from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy, wait_gone
 from lab.tcpproxy import PartitionableProxy
-from test_controller_harness import ControllerProcess, admin_api, backup_repository, record, rewritten_to
-from test_playbook_lab import run_playbook, variables
-
-import pytest
 
 DEPLOYMENT = KINDS["Deployment"]
 RENEW_DEADLINE, LEASE_DURATION, RETRY_PERIOD = 10.0, 15.0, 2.0
@@ -119,7 +118,7 @@ def test_a_partitioned_leader_stops_writing_before_a_standby_takes_over(lab, nam
 
         admin.create(DEPLOYMENT, namespace, manifest("Deployment", "after", pod_spec(lab, "Deployment")))
         for name in ("during", "after"):
-            eventually(lambda: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, name)),
+            eventually(lambda name=name: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, name)),
                        f"the new leader to rewrite {name}")
         api_proxy.heal()
         time.sleep(3 * RETRY_PERIOD)  # the old leader reaches the API server again: it must stay a standby
@@ -129,7 +128,8 @@ def test_a_partitioned_leader_stops_writing_before_a_standby_takes_over(lab, nam
         partitioned.stop()  # first: once the leader releases the Lease, the other may rightly take it
         standby.stop()
 
-    errors = [line.get("field_error", "") for line in partitioned.log_lines() if line.get("msg", "").startswith("lease")]
+    errors = [line.get("field_error", "") for line in partitioned.log_lines()
+              if line.get("msg", "").startswith("lease")]
     assert any(f"https://{api_proxy.address}" in error for error in errors), errors
     # The server's account: every write of the first leader arrived before the first write of the second.
     first, second = identity_of(partitioned), identity_of(standby)

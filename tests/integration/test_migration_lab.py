@@ -5,6 +5,7 @@ import json
 import uuid
 
 import pytest
+from builders import JENKINS, NGINX, POSTGRES, manifest, pod_spec
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
@@ -17,7 +18,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from builders import JENKINS, NGINX, POSTGRES, manifest, pod_spec
 
 REWRITTEN_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "ReplicaSet", "Pod")
 
@@ -116,7 +116,8 @@ def test_a_lost_backup_is_restored_from_the_recorded_original(lab, policy, clust
 
 
 def test_a_deleted_pull_secret_is_recreated_after_forget(lab, policy, namespace):
-    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration as build
+    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions
+    from ansible_collections.imageclone.backup.plugins.module_utils.factory import migration as build
 
     options = BackupOptions.from_mapping({"backup_registry": policy.target, "backup_authfile": str(lab.backup_authfile),
                                           "certs_dir": str(lab.certs_dir)})

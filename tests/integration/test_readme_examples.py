@@ -9,9 +9,10 @@ import sys
 import uuid
 from pathlib import Path
 
+from builders import manifest, pod_spec
+
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from builders import manifest, pod_spec
 from lab.collection import collections_root
 
 REPO = Path(__file__).resolve().parents[2]

@@ -162,7 +162,7 @@ def test_one_client_serves_sixteen_threads(lab):
     with RegistryClient(CredentialStore.from_authfile(lab.backup_authfile), certs_dir=lab.certs_dir) as shared:
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(shared.head_manifest, targets))
-    for target, info in zip(targets, answers):
+    for target, info in zip(targets, answers, strict=True):
         if target.registry == source:
             assert info is not None and info.digest == stable[f"{target.path}:{target.tag}"]
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, eventually, manifest, pod_spec
 from kubernetes import client
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import (
@@ -51,7 +52,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     discover,
 )
 from lab.images import DIGEST_REFERENCED, VANISHING
-from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, eventually, manifest, pod_spec
 
 # Fields the API server or controllers change on their own when a template changes.
 VOLATILE_ANNOTATIONS = ("deployment.kubernetes.io/revision", "deprecated.daemonset.template.generation")

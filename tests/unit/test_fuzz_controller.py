@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from test_fuzz_engine import json_like, unicode_text
 
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     KINDS,
@@ -28,7 +29,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
 from imageclone_controller.cache import Store
 from imageclone_controller.cli import parse
 from imageclone_controller.log import fields, setup_logging
-from test_fuzz_engine import json_like, unicode_text
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -19,7 +19,6 @@ import base64
 import json
 import time
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 

@@ -8,6 +8,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import hosts, references, registries, tags
 
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
     ImageReference,
@@ -15,7 +16,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
     parse_reference,
     split_domain,
 )
-from strategies import hosts, references, registries, tags
 
 HEX64 = "0123456789abcdef" * 4
 SHA256 = f"sha256:{HEX64}"
