@@ -18,12 +18,9 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,13 +35,8 @@ from bench.workloads import (
     namespaces,
     plan_workloads,
 )
-from lab.collection import collections_root
-from lab.processes import free_port
-
-BINARY = Path(sys.executable).parent / "imgCloneCtrl"
-REPO = Path(__file__).resolve().parent.parent
-_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+from lab.collection import REPO
+from lab.controller_process import ControllerProcess, Samples, metric_total
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -77,100 +69,16 @@ def proc_status(pid: int) -> dict[str, int]:
     return values
 
 
-class Controller:
-    """``imgCloneCtrl`` as a subprocess: text logs to a file, /metrics on a free loopback port."""
-
-    def __init__(self, bl: BenchLab, repository: str, log_path: Path, workers: int | None = None) -> None:
-        lab = bl.lab
-        self.port = free_port()
-        self.log_path = log_path
-        self.argv = [str(BINARY), f"--backupRegistry={repository}", f"--kubeconfig={lab.kubeconfig}",
-                     f"--backupAuthFile={lab.backup_authfile}", f"--certsDir={lab.certs_dir}",
-                     f"--metricsAddr=127.0.0.1:{self.port}", "--logFormat=text",
-                     "--leaderElectionNamespace=default", "--leaderElectionID=image-clone-bench"]
-        if workers:
-            self.argv.append(f"--workers={workers}")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("IMAGECLONE_BACKUP_", "K8S_AUTH_")) and k != "KUBECONFIG"}
-        env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_root())
-        self.env = env
-        self.process: subprocess.Popen | None = None
-        self.started = 0.0
-
-    def start(self) -> Controller:
-        self._log = open(self.log_path, "ab")
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                        stdin=subprocess.DEVNULL, cwd=REPO)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.running():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self._log.close()
-        return self.process.returncode
-
-    def metrics(self) -> dict[tuple[str, frozenset], float]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
-                text = response.read().decode()
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            return {}
-        samples = {}
-        for line in text.splitlines():
-            match = _SAMPLE.match(line) if line and not line.startswith("#") else None
-            if match:
-                samples[(match["name"], frozenset(_LABEL.findall(match["labels"] or "")))] = float(match["value"])
-        return samples
-
-    @staticmethod
-    def total(samples: dict, name: str, **labels: str) -> float:
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-    def wait_settled(self, objects: int, timeout: float) -> float:
-        """Wait until leader, synced, ``objects`` workloads cached and the queue empty; seconds since start."""
-        deadline = time.monotonic() + timeout
-        quiet_since = None
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise RuntimeError(f"imgCloneCtrl exited ({self.process.returncode}):\n{self.log_tail()}")
-            m = self.metrics()
-            settled = (m and self.total(m, "imageclone_leader") == 1
-                       and self.total(m, "imageclone_informer_synced") > 0
-                       and self.total(m, "imageclone_informer_objects") >= objects
-                       and self.total(m, "imageclone_workqueue_depth") == 0
-                       and self.total(m, "imageclone_workqueue_in_flight") == 0)
-            if settled:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= 1.0:  # stays empty for a second: not between two adds
-                    return quiet_since - self.started
-            else:
-                quiet_since = None
-            time.sleep(0.2)
-        raise TimeoutError(f"imgCloneCtrl did not settle on {objects} workloads within {timeout:.0f}s:\n"
-                           f"{self.log_tail()}")
+def start_controller(bl: BenchLab, repository: str, workdir: Path, name: str,
+                     workers: int | None = None) -> ControllerProcess:
+    """The controller on the whole isolated cluster, text logs in ``workdir``."""
+    args = [f"--workers={workers}"] if workers else []
+    return ControllerProcess(bl.lab, workdir, namespaces=None, lease_namespace="default",
+                             lease_id="image-clone-bench", repository=repository, args=args, name=name,
+                             log_format="text").start()
 
 
-def metric_summary(ctrl: Controller, samples: dict) -> dict[str, Any]:
+def metric_summary(samples: Samples) -> dict[str, Any]:
     reconciles: dict[str, float] = {}
     for (name, labels), value in samples.items():
         if name == "imageclone_reconcile_total":
@@ -178,15 +86,15 @@ def metric_summary(ctrl: Controller, samples: dict) -> dict[str, Any]:
             reconciles[result] = reconciles.get(result, 0) + value
     return {
         "reconciles": reconciles,
-        "kube_writes": ctrl.total(samples, "imageclone_kube_writes_total"),
-        "registry_requests": ctrl.total(samples, "imageclone_registry_requests_total"),
+        "kube_writes": metric_total(samples, "imageclone_kube_writes_total"),
+        "registry_requests": metric_total(samples, "imageclone_registry_requests_total"),
         "image_backups": {dict(ls).get("state", "?"): v for (n, ls), v in samples.items()
                           if n == "imageclone_image_backups_total"},
-        "informer_objects": ctrl.total(samples, "imageclone_informer_objects"),
-        "rewrite_latency_count": ctrl.total(samples, "imageclone_rewrite_latency_seconds_count"),
-        "rewrite_latency_sum": ctrl.total(samples, "imageclone_rewrite_latency_seconds_sum"),
-        "reconcile_duration_count": ctrl.total(samples, "imageclone_reconcile_duration_seconds_count"),
-        "reconcile_duration_sum": ctrl.total(samples, "imageclone_reconcile_duration_seconds_sum"),
+        "informer_objects": metric_total(samples, "imageclone_informer_objects"),
+        "rewrite_latency_count": metric_total(samples, "imageclone_rewrite_latency_seconds_count"),
+        "rewrite_latency_sum": metric_total(samples, "imageclone_rewrite_latency_seconds_sum"),
+        "reconcile_duration_count": metric_total(samples, "imageclone_reconcile_duration_seconds_count"),
+        "reconcile_duration_sum": metric_total(samples, "imageclone_reconcile_duration_seconds_sum"),
     }
 
 
@@ -207,7 +115,7 @@ def burst(bl: BenchLab, workdir: Path, repository: str, source_images: Sequence[
     api = bl.api()
     burst_ns = namespaces(prefix, ns_count)
     ensure_namespaces(api, burst_ns)
-    ctrl = Controller(bl, repository, workdir / f"controller-{prefix}.log", workers).start()
+    ctrl = start_controller(bl, repository, workdir, f"controller-{prefix}", workers)
     result: dict[str, Any] = {"argv": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(ctrl.argv)),
                               "workers": workers or 4}
     try:
@@ -218,7 +126,7 @@ def burst(bl: BenchLab, workdir: Path, repository: str, source_images: Sequence[
     return result
 
 
-def _burst(bl: BenchLab, workdir: Path, ctrl: Controller, result: dict[str, Any], repository: str,
+def _burst(bl: BenchLab, workdir: Path, ctrl: ControllerProcess, result: dict[str, Any], repository: str,
            source_images: Sequence[str], count: int, burst_ns: list[str], existing: int, timeout: float,
            prefix: str) -> None:
     api = bl.api()
@@ -226,7 +134,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: Controller, result: dict[str, Any]
     result["startup_settled_s"] = round(startup, 3)
     result["startup_objects"] = existing
     result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
-    before = metric_summary(ctrl, ctrl.metrics())
+    before = metric_summary(ctrl.metrics())
     result["startup_metrics"] = before
 
     specs = plan_workloads(count, source_images, burst_ns, seed=11, kinds=(("Deployment", 1),), prefix="b")
@@ -263,7 +171,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: Controller, result: dict[str, Any]
     latencies = [seen[k] - sent[k] for k in sent if k in seen]
     from_ack = [max(0.0, seen[k] - acked[k]) for k in acked if k in seen]
     first_sent = min(sent.values())
-    after = metric_summary(ctrl, ctrl.metrics())
+    after = metric_summary(ctrl.metrics())
     requests, server_time = bl.requests_since(mark)
     status = proc_status(ctrl.pid)
     result.update({
@@ -297,13 +205,13 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
     rewritten_specs = [WorkloadSpec(s.kind, s.namespace, s.name,
                                     tuple((c, mapping[image]) for c, image in s.containers)) for s in specs]
     originals = {s.key: json.dumps({"containers": dict(s.containers)}, sort_keys=True) for s in specs}
-    ctrl = Controller(bl, repository, workdir / "controller-idle.log").start()
+    ctrl = start_controller(bl, repository, workdir, "controller-idle")
     result: dict[str, Any] = {"created": fill, "total": target, "idle_seconds": idle_seconds}
     try:
         result["startup_settled_s"] = round(ctrl.wait_settled(existing, timeout=300), 3)
         result["startup_objects"] = existing
         result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
-        before = metric_summary(ctrl, ctrl.metrics())
+        before = metric_summary(ctrl.metrics())
         mark = bl.mark()
         started = time.monotonic()
         create_all(api, rewritten_specs, workers=8, annotate=lambda s: {ORIGINAL_IMAGES: originals[s.key]})
@@ -315,7 +223,7 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
         time.sleep(idle_seconds)
         status = proc_status(ctrl.pid)
         result["idle_cpu_s"] = round(cpu_seconds(ctrl.pid) - cpu_before, 3)
-        after = metric_summary(ctrl, ctrl.metrics())
+        after = metric_summary(ctrl.metrics())
         requests, server_time = bl.requests_since(mark)
         result["running"] = {"rss_bytes": status.get("VmRSS"), "peak_rss_bytes": status.get("VmHWM"),
                              "metrics": _diff(after, before), "backup_registry": summarize(requests, server_time)}
@@ -323,7 +231,7 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
         result["running_exit_code"] = ctrl.stop()
 
     # The same cluster from a cold start: list everything, verify every backup once, then idle.
-    again = Controller(bl, repository, workdir / "controller-restart.log").start()
+    again = start_controller(bl, repository, workdir, "controller-restart")
     try:
         mark = bl.mark()
         settled = again.wait_settled(target, timeout=900)
@@ -335,7 +243,7 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
         requests, server_time = bl.requests_since(mark)
         result["restarted"] = {"settled_s": round(settled, 3), "rss_bytes": status.get("VmRSS"),
                                "startup_cpu_s": round(cpu_settle, 3), "idle_cpu_s": round(cpu_idle, 3),
-                               "peak_rss_bytes": status.get("VmHWM"), "metrics": metric_summary(again, samples),
+                               "peak_rss_bytes": status.get("VmHWM"), "metrics": metric_summary(samples),
                                "backup_registry": summarize(requests, server_time)}
     finally:
         result["restarted_exit_code"] = again.stop()

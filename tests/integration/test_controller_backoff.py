@@ -4,10 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from builders import NGINX, POSTGRES, eventually, manifest, pod_spec
-from test_controller_harness import ControllerProcess, admin_api, events_for, images_of, record, rewritten_to
+from test_controller_harness import admin_api, events_for, images_of, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 
 MISSING = "library/nginx:no-such-tag"
 

@@ -5,7 +5,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_controller_harness import BINARY, controller_env
+
+from lab.controller_process import BINARY, controller_env
 
 SEED_FLAGS = ("--backupRegistry", "--backupRegistryUser", "--backupRegistryPassword", "--ignoreNamespace",
               "--kubeconfig", "--leaderElectionID", "--leaderElectionNamespace", "--version", "-h")

@@ -14,19 +14,12 @@ from pathlib import Path
 
 import pytest
 from builders import NGINX, eventually, manifest, pod_spec
-from test_controller_harness import (
-    REPO,
-    ControllerProcess,
-    admin_api,
-    images_of,
-    managers,
-    record,
-    rewritten_to,
-)
+from test_controller_harness import REPO, admin_api, images_of, managers, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
 POD = Resource("Pod", "v1", "pods")

@@ -6,10 +6,11 @@ import time
 import uuid
 
 from builders import eventually, manifest, pod_spec
-from test_controller_harness import ControllerProcess, admin_api, backup_repository, record, rewritten_to
+from test_controller_harness import admin_api, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess, backup_repository
 
 LEASE = Resource("Lease", "coordination.k8s.io/v1", "leases")
 LEASE_DURATION, RETRY_PERIOD = 15.0, 2.0

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 from builders import eventually, manifest, pod_spec
-from test_controller_harness import REPO, ControllerProcess, admin_api, events_for, rewritten_to
+from test_controller_harness import REPO, admin_api, events_for, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 
 DEPLOY = REPO / "deploy"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from builders import POSTGRES, eventually, manifest, pod_spec
-from test_controller_harness import ControllerProcess, admin_api, rewritten_to
+from test_controller_harness import admin_api, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
 
 EVENT = Resource("Event", "v1", "events")

@@ -30,9 +30,9 @@ from faults_support import (
     until,
     workload_images,
 )
-from test_controller_harness import ControllerProcess
 
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 
 DEPLOYMENT = KINDS["Deployment"]
 

@@ -24,7 +24,6 @@ import pytest
 import yaml
 from builders import BUSYBOX, NAMESPACES, NGINX
 from faults_support import Timer, admin_api, events, simple_deployment, until, workload_images
-from test_controller_harness import BINARY, ControllerProcess, controller_env
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
@@ -33,6 +32,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.plan import Back
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, workload_from_object
 from lab.collection import collections_root
+from lab.controller_process import BINARY, ControllerProcess, controller_env
 
 DEPLOYMENT = KINDS["Deployment"]
 BIN = Path(sys.executable).parent

@@ -38,13 +38,13 @@ from faults_support import (
     wait_gone,
     workload_images,
 )
-from test_controller_harness import ControllerProcess
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy, backup_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 
 DEPLOYMENT = KINDS["Deployment"]
 

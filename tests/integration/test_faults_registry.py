@@ -39,12 +39,12 @@ from faults_support import (
     until,
     workload_images,
 )
-from test_controller_harness import ControllerProcess
 
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import DATA_KEY
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
+from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
 
 DEPLOYMENT = KINDS["Deployment"]

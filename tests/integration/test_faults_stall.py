@@ -17,12 +17,13 @@ import pytest
 import yaml
 from builders import BUSYBOX, eventually, manifest, pod_spec
 from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy, wait_gone
-from test_controller_harness import ControllerProcess, admin_api, backup_repository, record, rewritten_to
+from test_controller_harness import admin_api, record, rewritten_to
 from test_playbook_lab import run_playbook, variables
 
 from ansible_collections.imageclone.backup.plugins.module_utils.factory import kube_api
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess, backup_repository
 from lab.tcpproxy import PartitionableProxy
 
 DEPLOYMENT = KINDS["Deployment"]

@@ -5,11 +5,11 @@ import json
 import stat
 
 import pytest
+from builders import eventually
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from lab.binaries import kubernetes_version
-from builders import eventually
 from lab.images import DIGEST_REFERENCED, OCI_INDEX, SEED_IMAGES, VANISHING
 
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
 from lab.collection import collections_root
 from lab.lab import BACKUP_USER
 

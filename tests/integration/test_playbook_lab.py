@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from builders import JENKINS, POSTGRES, REDIS, manifest, pod_spec
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from builders import JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
 from lab.collection import collections_root
 
 BIN = Path(sys.executable).parent

@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from strategies import digests, hosts, references, registries, tags
 
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     InvalidNamingPolicy,
@@ -27,7 +28,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
     InvalidReference,
     parse_reference,
 )
-from strategies import digests, hosts, references, registries, tags
 
 HEX64 = "0123456789abcdef" * 4
 OTHER64 = "f" * 64
