@@ -3,7 +3,7 @@
 Everything runs in ONE isolated lab (its own etcd, kube-apiserver, controller
 manager and two registries under a temporary directory) that is torn down at
 the end; the shared lab in ``.lab`` is never touched. Figures are written to
-``bench/results.json``; ``python -m bench.report`` turns that file into the
+``bench/results.json``; ``python -m bench.doc`` turns that file into the
 table and ``docs/benchmarks.md``.
 """
 

@@ -1,13 +1,10 @@
-"""Turn ``bench/results.json`` into the results table, the target verdicts and ``docs/benchmarks.md``.
+"""Turn ``bench/results.json`` into the results table and the target verdicts.
 
-``python -m bench.report`` prints the table; ``--doc docs/benchmarks.md`` (re)writes the
-document. Every figure in both comes from the JSON: nothing here is a measured number.
+``python -m bench.doc`` prints the table, or (re)writes ``docs/benchmarks.md`` with
+``--doc``. Every figure comes from the JSON: nothing here is a measured number.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -261,23 +258,3 @@ def table(results: dict) -> str:
     if results.get("errors"):
         parts += ["", "ERRORS in phases: " + ", ".join(results["errors"])]
     return "\n".join(parts)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.report")
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results.json")
-    parser.add_argument("--doc", type=Path, help="write the benchmarks document here (docs/benchmarks.md)")
-    args = parser.parse_args(argv)
-    results = json.loads(args.json.read_text())
-    if args.doc:
-        from bench.doc import render
-
-        args.doc.write_text(render(results))
-        print(f"wrote {args.doc}")
-    else:
-        print(table(results))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
