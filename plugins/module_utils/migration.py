@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService
@@ -31,6 +31,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
     parse_reference,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import (
+    ORIGINAL_IMAGES,
     RewriteError,
     RewriteResult,
     apply,
@@ -145,9 +146,13 @@ class Migration:
     def back_up(self, workloads: Iterable[Workload]) -> dict[str, BackupOutcome]:
         """Ensure every image of ``workloads`` is in the backup, keyed by image string as written.
 
-        Images that already point into the backup are verified with one HEAD;
-        a backup found lost is copied again from the original recorded on the
-        workload (state ``restored``) while the source still has that digest.
+        Images that already point into the backup are verified with one HEAD.
+        A backup found lost is restored from the original recorded on the
+        workload (``imageclone.io/original-images``), at the pinned digest,
+        into the very reference the workload uses (state ``restored``) while
+        upstream still has it; otherwise it stays ``missing`` with a reason
+        naming the backup and the original, which blocks the workload as
+        unprotected. The settings decide whether a restore really copies.
         """
         workloads = list(workloads)
         policy = self.backups.policy
@@ -157,20 +162,16 @@ class Migration:
         verified = self.backups.ensure_all(in_backup)
         for image, outcome in verified.items():
             if outcome.state == "missing":
-                verified[image] = self._restore(in_backup[image], workloads, outcome)
+                verified[image] = self._restore(image, in_backup[image], workloads, outcome)
         return outcomes | verified
 
-    def _restore(self, backup: ImageReference, workloads: list[Workload], lost: BackupOutcome) -> BackupOutcome:
-        original = _recorded_original(str(backup), workloads)
-        if original is None or backup.digest is None:
-            return lost
-        again = self.backups.ensure(original.with_digest(backup.digest))
-        if not again.verified:
-            return BackupOutcome(lost.source, None, None, "missing",
-                                 f"{lost.reason}; restoring it from {original} failed: {again.reason}")
-        state = "copied" if self.dry_run else "restored"
-        return BackupOutcome(lost.source, lost.source, backup.digest, state,
-                             f"backup was lost; copied again from {original}")
+    def _restore(self, image: str, backup: ImageReference, workloads: list[Workload],
+                 lost: BackupOutcome) -> BackupOutcome:
+        original = _recorded_original(image, workloads)
+        if original is None:
+            return replace(lost, reason=f"backup {backup} was lost and no original image is recorded to restore "
+                                        f"it from ({ORIGINAL_IMAGES}): the workload is unprotected")
+        return replace(self.backups.restore(original, backup), source=image)
 
     def rewrite(self, workload: Workload, outcomes: Mapping[str, BackupOutcome]) -> WorkloadReport:
         """Rewrite one workload if all its images are verified; never raises for API or input trouble."""

@@ -263,6 +263,15 @@ def is_backup_reference(ref: ImageReference, policy: NamingPolicy) -> bool:
     return not prefix or ref.path == prefix or ref.path.startswith(prefix + "/")
 
 
+def naming_problem(source: ImageReference, policy: NamingPolicy) -> str | None:
+    """Why ``policy`` cannot name a backup of ``source`` (a nested name over 255 characters), or None."""
+    try:
+        backup_reference(source, policy)
+    except InvalidReference as error:
+        return error.reason
+    return None
+
+
 def pinned_reference(
     backup: ImageReference, digest: str | None, pin: bool = True
 ) -> str:

@@ -11,8 +11,13 @@ short_description: Point workloads at their verified image backups, or restore t
 version_added: 0.1.0
 description:
   - With O(state=rewritten), verifies every image of each workload in scope in the backup registry itself (HEAD
-    requests; nothing is copied and no earlier result is trusted), then rewrites the workload to the pinned backup
-    references, all its images or none. A workload with any image not verified is V(blocked) and left untouched.
+    requests; no earlier result is trusted), then rewrites the workload to the pinned backup references, all its
+    images or none. A workload with any image not verified is V(blocked) and left untouched. Images are never copied
+    here for the first time (that is M(imageclone.backup.image_backup)'s job).
+  - A workload already rewritten is verified too. When its backup was lost (deleted from the backup registry), it is
+    restored (V(restored)) from the original recorded in the C(imageclone.io/original-images) annotation, at the pinned
+    digest, into the exact reference the workload uses; when upstream no longer has that digest either, the workload
+    is V(blocked) as unprotected, with a reason naming the backup and the original.
   - The original images are recorded in the C(imageclone.io/original-images) annotation, in the same conditional
     patch that changes the images; a concurrent change of the workload makes the module read it again and
     re-plan. Only the C(image) fields (and, with O(pull_secret), C(imagePullSecrets)) change.
@@ -88,6 +93,8 @@ attributes:
         API server but never stored; the workloads that would change are reported as if they had.
       - An image that is not backed up yet but exists upstream counts as verified in check mode, as a preceding
         M(imageclone.backup.image_backup) task would copy it; a real run requires the backup to exist.
+      - "A lost backup that would be restored is reported V(restored) with the reason V(check mode: would restore it
+        from ...), and counts as a change."
   diff_mode:
     support: full
     details:
@@ -229,7 +236,9 @@ summary:
 images:
   description:
     - The verification of every image of the workloads (O(state=rewritten) only; empty with O(state=reverted)).
-    - Same entries as RV(imageclone.backup.image_backup#module:images); V(missing) here means not backed up (yet).
+    - Same entries as RV(imageclone.backup.image_backup#module:images); V(missing) here means not backed up (yet), or a
+      lost backup that cannot be restored; V(restored) a lost backup copied again from its recorded original (in check
+      mode, one that would be).
   returned: always
   type: list
   elements: dict
@@ -316,7 +325,8 @@ def select(found, ids, ignore_namespaces):
 
 
 def rewrite_all(engine, workloads):
-    """Verify every image in the backup (never copying), then rewrite each ready workload."""
+    """Verify every image in the backup (restoring lost backups, never making first copies), then rewrite each
+    ready workload."""
     outcomes = engine.back_up(workloads)
     return [engine.rewrite(workload, outcomes) for workload in workloads], outcomes
 
@@ -383,8 +393,9 @@ def run(params, check_mode):
     options = BackupOptions.from_mapping(params)
     ids = workload_ids(params["workloads"])
     rewriting = params["state"] == "rewritten"
-    # A real run only verifies (copying is image_backup's job); check mode also counts the
-    # images a preceding image_backup task would have copied, so it previews the real run.
+    # A real run only verifies, and restores lost backups (first copies are image_backup's job);
+    # check mode also counts the images a preceding image_backup task would have copied, so it
+    # previews the real run.
     engine = migration(
         params, options, Scope.of(**scope_fields(params, ids)), dry_run=check_mode, copy=check_mode,
         pull_secret_name=params["pull_secret"] if rewriting else None,
@@ -431,7 +442,8 @@ def main():
     except (ValueError, KubeConfigError, KubeApiError) as error:
         module.fail_json(msg=str(error))
 
-    changed = any(report.state in WRITTEN_STATES for report in reports)
+    changed = any(report.state in WRITTEN_STATES for report in reports) or any(
+        image["state"] == "restored" for image in results["images"])
     if module._diff:
         results["diff"] = [diff for diff in map(workload_diff, reports) if diff is not None]
 

@@ -1,0 +1,178 @@
+"""Reliability defects found by probing (issue 11), each pinned against the real lab.
+
+* a lost backup: restored from upstream by the playbook, the modules and the engine alike, or reported
+  unprotected when upstream lost it too;
+* a nested backup name over 255 characters: that workload blocked, the others proceed (playbook and
+  controller).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+import pytest
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from builders import NGINX, eventually
+from faults_support import (
+    admin_api,
+    events,
+    simple_deployment,
+    small_images,
+    workload_images,
+)
+from test_controller_harness import ControllerProcess
+from test_modules_lab import adhoc
+from test_playbook_lab import recap, run_playbook, variables
+
+DEPLOYMENT = KINDS["Deployment"]
+
+
+@pytest.fixture
+def api(lab) -> KubeApi:
+    return admin_api(lab)
+
+
+def deploy(api: KubeApi, namespace: str, **images: str) -> None:
+    """One single-container Deployment per ``name=image``."""
+    for name, image in images.items():
+        api.create(DEPLOYMENT, namespace, simple_deployment(name, {"main": image}))
+
+
+def image_of(api: KubeApi, namespace: str, name: str) -> str:
+    return workload_images(api, namespace, ["Deployment"])[f"Deployment/{name}"][0]
+
+
+def resolves(lab, reference: str) -> bool:
+    """Whether the backup registry serves a pinned backup reference: its digest, and its tag at that digest
+    (skopeo takes no reference with both)."""
+    pinned = parse_reference(reference)
+    try:
+        lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
+                   f"docker://{pinned.repository}@{pinned.digest}")
+        tagged = lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
+                            f"docker://{pinned.repository}:{pinned.tag}")
+    except RuntimeError:
+        return False
+    return f"sha256:{hashlib.sha256(tagged.encode()).hexdigest()}" == pinned.digest
+
+
+def lose_backup(lab, reference: str) -> None:
+    """Delete the manifest a pinned backup reference names from the backup registry (its tags go with it)."""
+    pinned = parse_reference(reference)
+    lab.skopeo("delete", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
+               f"docker://{pinned.repository}@{pinned.digest}")
+    assert not resolves(lab, reference)
+
+
+def module_args(lab, backup: dict, namespace: str, **more) -> dict:
+    return {**backup, "kubeconfig": str(lab.kubeconfig), "namespaces": [namespace], **more}
+
+
+# -- A: a lost backup ---------------------------------------------------------------------------------------
+
+def test_the_playbook_restores_a_lost_backup_and_blocks_a_workload_whose_original_is_gone_too(lab, api, namespace):
+    kept, doomed = small_images(lab, 2, prefix="probing/lost")
+    deploy(api, namespace, kept=kept, doomed=doomed)
+    extra = variables(lab, [namespace], f"probing/{uuid.uuid4().hex[:8]}")
+    run_playbook(lab, "migrate", extra)
+    backups = {name: image_of(api, namespace, name) for name in ("kept", "doomed")}
+    for backup in backups.values():
+        lose_backup(lab, backup)
+    lab.delete_source_tag(doomed.split("/", 1)[1])  # upstream lost it too
+
+    rerun = run_playbook(lab, "migrate", extra)
+
+    assert recap(rerun.stdout)["changed"] >= 1, rerun.stdout[-3000:]
+    assert resolves(lab, backups["kept"]), "the lost backup was not restored where the workload points"
+    assert "restored 1" in rerun.stdout, rerun.stdout[-3000:]
+    blocked = next(line for line in rerun.stdout.splitlines() if f"blocked: Deployment/{namespace}/doomed" in line)
+    assert backups["doomed"] in blocked and doomed in blocked and "unprotected" in blocked, blocked
+    assert {name: image_of(api, namespace, name) for name in backups} == backups  # never rewritten away
+
+
+def test_the_modules_agree_on_a_lost_backup_report_check_mode_and_restore_in_a_real_run(lab, api, namespace,
+                                                                                      tmp_path):
+    [image] = small_images(lab, 1, prefix="probing/modules-lost")
+    deploy(api, namespace, web=image)
+    backup = lab.backup_options("probing")
+    adhoc(tmp_path, "image_backup", {**backup, "images": [image]})
+    args = module_args(lab, backup, namespace)
+    assert adhoc(tmp_path, "workload_rewrite", args)["summary"]["rewritten"] == 1
+    pinned = image_of(api, namespace, "web")
+    lose_backup(lab, pinned)
+
+    info = adhoc(tmp_path, "workload_images_info", args)
+    [web] = info["workloads"]
+    [entry] = web["images"]
+    assert entry["state"] == "missing" and pinned in entry["reason"] and image in entry["reason"], entry
+    assert web["ready"] is False and web["blockers"] and pinned in web["blockers"][0], web
+
+    checked = adhoc(tmp_path, "workload_rewrite", args, "--check")
+    [would] = checked["images"]
+    assert checked["changed"] is True and would["state"] == "restored" and "would restore" in would["reason"]
+    assert not resolves(lab, pinned), "check mode restored the backup"
+
+    applied = adhoc(tmp_path, "workload_rewrite", args)
+    [restored] = applied["images"]
+    assert applied["changed"] is True and restored["state"] == "restored", applied
+    assert applied["workloads"][0]["state"] == "unchanged"
+    assert resolves(lab, pinned)
+    assert image_of(api, namespace, "web") == pinned
+
+    again = adhoc(tmp_path, "workload_images_info", args)
+    assert again["workloads"][0]["ready"] is True and again["workloads"][0]["images"][0]["state"] == "present"
+
+    lose_backup(lab, pinned)
+    lab.delete_source_tag(image.split("/", 1)[1])
+    unprotected = adhoc(tmp_path, "workload_rewrite", args)
+    [report] = unprotected["workloads"]
+    assert report["state"] == "blocked" and pinned in report["reason"] and image in report["reason"], report
+    assert "unprotected" in report["reason"] and unprotected["changed"] is False
+    assert adhoc(tmp_path, "workload_images_info", args)["workloads"][0]["ready"] is False
+
+
+# -- B: a nested backup name over 255 characters ------------------------------------------------------------
+
+def too_long_for_nested(lab) -> str:
+    """A valid source reference (246 characters) whose nested backup name passes 255 characters under any
+    target in the lab's backup registry (the image need not exist: naming fails first)."""
+    return f"{lab.config.source_registry}/probing/{'l' * 222}:1"
+
+
+def test_the_playbook_blocks_a_workload_whose_nested_backup_name_is_too_long_and_migrates_the_others(
+        lab, api, namespace):
+    long_image = too_long_for_nested(lab)
+    deploy(api, namespace, good=lab.source_image(NGINX), long=long_image)
+    target = f"{lab.config.backup_registry}/probing/{uuid.uuid4().hex[:8]}"
+    extra = {**variables(lab, [namespace], "unused"), "imageclone_backup_registry": target,
+             "imageclone_naming": "nested"}
+
+    done = run_playbook(lab, "migrate", extra, check=False)
+
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert image_of(api, namespace, "good").startswith(f"{target}/")
+    assert image_of(api, namespace, "long") == long_image
+    blocked = next(line for line in done.stdout.splitlines() if f"blocked: Deployment/{namespace}/long" in line)
+    assert long_image in blocked and "more than 255" in blocked, blocked
+
+
+def test_the_controller_blocks_a_workload_whose_nested_backup_name_is_too_long_with_an_event(
+        lab, api, namespace, tmp_path):
+    long_image = too_long_for_nested(lab)
+    target = f"{lab.config.backup_registry}/probing/{uuid.uuid4().hex[:8]}"
+    with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace, repository=target,
+                           args=["--naming=nested"]) as controller:
+        controller.wait_leader_ready()
+        deploy(api, namespace, long=long_image, good=lab.source_image(NGINX))
+        eventually(lambda: image_of(api, namespace, "good").startswith(f"{target}/"), "the good workload rewritten")
+        [event] = eventually(lambda: [e for e in events(api, namespace, "long") if e["reason"] == "RewriteBlocked"],
+                             "a RewriteBlocked Event for the workload")
+        assert event["type"] == "Warning" and long_image in event["message"] and "more than 255" in event["message"]
+        assert controller.metric("imageclone_reconcile_total", result="blocked") >= 1
+        assert controller.metric("imageclone_reconcile_failures_total", reason="internal_error") == 0
+        assert "reconcile crashed" not in controller.log_text()
+    assert image_of(api, namespace, "long") == long_image
