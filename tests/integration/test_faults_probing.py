@@ -3,7 +3,8 @@
 * a lost backup: restored from upstream by the playbook, the modules and the engine alike, or reported
   unprotected when upstream lost it too;
 * a nested backup name over 255 characters: that workload blocked, the others proceed (playbook and
-  controller).
+  controller);
+* moving to another backup repository keeps the true original, so a revert still reaches upstream.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import NGINX, eventually
 from faults_support import (
@@ -44,6 +46,10 @@ def deploy(api: KubeApi, namespace: str, **images: str) -> None:
 
 def image_of(api: KubeApi, namespace: str, name: str) -> str:
     return workload_images(api, namespace, ["Deployment"])[f"Deployment/{name}"][0]
+
+
+def originals_of(api: KubeApi, namespace: str, name: str) -> dict:
+    return json.loads(api.get(DEPLOYMENT, namespace, name)["metadata"]["annotations"][ORIGINAL_IMAGES])
 
 
 def resolves(lab, reference: str) -> bool:
@@ -176,3 +182,22 @@ def test_the_controller_blocks_a_workload_whose_nested_backup_name_is_too_long_w
         assert controller.metric("imageclone_reconcile_failures_total", reason="internal_error") == 0
         assert "reconcile crashed" not in controller.log_text()
     assert image_of(api, namespace, "long") == long_image
+
+
+# -- C: moving to another backup repository ------------------------------------------------------------------
+
+def test_moving_to_another_backup_repository_keeps_the_upstream_original_and_revert_reaches_it(lab, api,
+                                                                                              namespace):
+    upstream = lab.source_image(NGINX)
+    deploy(api, namespace, web=upstream)
+    first = variables(lab, [namespace], f"probing/a-{uuid.uuid4().hex[:8]}")
+    second = variables(lab, [namespace], f"probing/b-{uuid.uuid4().hex[:8]}")
+
+    run_playbook(lab, "migrate", first)
+    assert image_of(api, namespace, "web").startswith(first["imageclone_backup_registry"] + ":")
+    run_playbook(lab, "migrate", second)
+    assert image_of(api, namespace, "web").startswith(second["imageclone_backup_registry"] + ":")
+    assert originals_of(api, namespace, "web") == {"containers": {"main": upstream}}
+
+    run_playbook(lab, "revert", second)
+    assert image_of(api, namespace, "web") == upstream
