@@ -4,13 +4,18 @@
   unprotected when upstream lost it too;
 * a nested backup name over 255 characters: that workload blocked, the others proceed (playbook and
   controller);
-* moving to another backup repository keeps the true original, so a revert still reaches upstream.
+* moving to another backup repository keeps the true original, so a revert still reaches upstream;
+* no module file holding the password is left on disk when a playbook run is killed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -20,15 +25,22 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import NGINX, eventually
 from faults_support import (
+    ProcessWatch,
     admin_api,
+    big_image,
     events,
+    kill,
+    secret_forms,
     simple_deployment,
     small_images,
+    wait_for_skopeo_copy,
+    wait_gone,
     workload_images,
 )
+from lab.lab import BACKUP_USER
 from test_controller_harness import ControllerProcess
 from test_modules_lab import adhoc
-from test_playbook_lab import recap, run_playbook, variables
+from test_playbook_lab import BIN, recap, run_playbook, variables
 
 DEPLOYMENT = KINDS["Deployment"]
 
@@ -201,3 +213,53 @@ def test_moving_to_another_backup_repository_keeps_the_upstream_original_and_rev
 
     run_playbook(lab, "revert", second)
     assert image_of(api, namespace, "web") == upstream
+
+
+# -- D: no secret on disk after an interrupted playbook run ----------------------------------------------------
+
+def files_holding(roots: list[Path], forms: list[str]) -> list[str]:
+    """Every file under ``roots`` that holds one of ``forms`` (named by path and form number, never echoed)."""
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                content = path.read_bytes()
+                found += [f"{path.relative_to(root.parent)}: secret form #{number}"
+                          for number, form in enumerate(forms) if form.encode() in content]
+    return found
+
+
+def test_a_playbook_run_killed_mid_copy_leaves_no_password_on_disk(lab, api, namespace, tmp_path):
+    from test_modules_lab import environment
+
+    image = big_image(lab, "probing/big")
+    deploy(api, namespace, big=image)
+    password = lab.backup_password()
+    extra = {**variables(lab, [namespace], f"probing/{uuid.uuid4().hex[:8]}"),
+             "imageclone_backup_username": BACKUP_USER, "imageclone_backup_password": password}
+    del extra["imageclone_backup_authfile"]
+    secret_vars = tmp_path / "secret-vars.json"  # outside the scanned directories, like a vault file
+    secret_vars.write_text(json.dumps(extra))
+    secret_vars.chmod(0o600)
+    home, temp, work = (tmp_path / name for name in ("home", "tmp", "work"))
+    for directory in (home, temp, work):
+        directory.mkdir()
+    # The local connection finds "~/.ansible/tmp" through the passwd entry, not HOME: point it into HOME.
+    env = environment(HOME=str(home), TMPDIR=str(temp), ANSIBLE_REMOTE_TMP=str(home / ".ansible" / "tmp"),
+                      PATH=f"{BIN}:{os.environ['PATH']}")
+    output = open(tmp_path / "playbook.log", "wb")
+    try:
+        process = subprocess.Popen([str(BIN / "ansible-playbook"), "imageclone.backup.migrate", "-e",
+                                    f"@{secret_vars}"], cwd=work, env=env, start_new_session=True,
+                                   stdout=output, stderr=subprocess.STDOUT)
+        with ProcessWatch(lambda: [process.pid], secret_forms(password)) as watch:
+            copy = wait_for_skopeo_copy(watch, "probing/big", timeout=120)
+            os.killpg(process.pid, signal.SIGKILL)  # the whole run: ansible-playbook, its workers, the module
+            process.wait(30)
+            kill(copy.pid)  # in case it left the group
+            assert wait_gone(copy.pid)
+        assert not watch.offenders, watch.offenders
+        assert files_holding([home, temp, work], secret_forms(password)) == []
+    finally:
+        output.close()
+        secret_vars.unlink()
