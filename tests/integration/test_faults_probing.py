@@ -5,7 +5,8 @@
 * a nested backup name over 255 characters: that workload blocked, the others proceed (playbook and
   controller);
 * moving to another backup repository keeps the true original, so a revert still reaches upstream;
-* no module file holding the password is left on disk when a playbook run is killed.
+* no module file holding the password is left on disk when a playbook run is killed;
+* rough edges: the kubeconfig path in errors.
 """
 from __future__ import annotations
 
@@ -263,3 +264,12 @@ def test_a_playbook_run_killed_mid_copy_leaves_no_password_on_disk(lab, api, nam
     finally:
         output.close()
         secret_vars.unlink()
+
+
+# -- E: rough edges -------------------------------------------------------------------------------------------
+
+def test_a_missing_kubeconfig_is_named_in_the_error(lab, tmp_path):
+    missing = tmp_path / "no-such-dir" / "kubeconfig"
+    result = adhoc(tmp_path, "workload_images_info", {**lab.backup_options("probing"), "kubeconfig": str(missing),
+                                                      "check_backups": False})
+    assert result.get("failed") and str(missing) in result["msg"], result
