@@ -6,7 +6,7 @@
   controller);
 * moving to another backup repository keeps the true original, so a revert still reaches upstream;
 * no module file holding the password is left on disk when a playbook run is killed;
-* rough edges: the kubeconfig path in errors.
+* rough edges: the kubeconfig path in errors, check mode's wording.
 """
 from __future__ import annotations
 
@@ -273,3 +273,10 @@ def test_a_missing_kubeconfig_is_named_in_the_error(lab, tmp_path):
     result = adhoc(tmp_path, "workload_images_info", {**lab.backup_options("probing"), "kubeconfig": str(missing),
                                                       "check_backups": False})
     assert result.get("failed") and str(missing) in result["msg"], result
+
+
+def test_check_mode_says_what_would_be_copied_and_rewritten(lab, api, namespace):
+    deploy(api, namespace, web=lab.source_image(NGINX))
+    checked = run_playbook(lab, "migrate", variables(lab, [namespace], f"probing/{uuid.uuid4().hex[:8]}"), "--check")
+    assert "workloads: 1 (would rewrite 1, unchanged 0, blocked 0, failed 0)" in checked.stdout, checked.stdout
+    assert "images: 1 (would copy 1, present 0, would restore 0, missing 0, failed 0)" in checked.stdout
