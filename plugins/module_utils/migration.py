@@ -44,6 +44,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     Skipped,
     Workload,
     discover,
+    without_terminating_namespaces,
 )
 
 WorkloadState = Literal["rewritten", "unchanged", "blocked", "failed"]
@@ -139,9 +140,10 @@ class Migration:
         return self.backups.settings.dry_run
 
     def discover(self) -> DiscoveryResult:
-        """The workloads in scope, and what was skipped with reasons."""
-        return discover(self.api, self.scope.kinds, self.scope.namespaces,
-                        self.scope.ignore_namespaces, self.scope.skip_gitops)
+        """The workloads in scope, and what was skipped with reasons (namespaces being deleted included)."""
+        found = discover(self.api, self.scope.kinds, self.scope.namespaces,
+                         self.scope.ignore_namespaces, self.scope.skip_gitops)
+        return without_terminating_namespaces(self.api, found)
 
     def back_up(self, workloads: Iterable[Workload]) -> dict[str, BackupOutcome]:
         """Ensure every image of ``workloads`` is in the backup, keyed by image string as written.

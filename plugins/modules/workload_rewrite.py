@@ -105,6 +105,7 @@ attributes:
   platform:
     platforms: posix
 notes:
+  - Workloads of a namespace being deleted (Terminating) are left alone and listed in RV(skipped_workloads).
   - Jobs are never rewritten (their pod template is immutable); they are V(blocked) with that reason once their images
     are backed up.
   - Workloads managed by Argo CD or Flux are rewritten unless O(skip_gitops=true), and say so in

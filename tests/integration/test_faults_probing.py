@@ -6,7 +6,7 @@
   controller);
 * moving to another backup repository keeps the true original, so a revert still reaches upstream;
 * no module file holding the password is left on disk when a playbook run is killed;
-* rough edges: the kubeconfig path in errors, check mode's wording.
+* rough edges: the kubeconfig path in errors, check mode's wording, Terminating namespaces.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import NGINX, eventually
 from faults_support import (
+    NAMESPACE,
     ProcessWatch,
     admin_api,
     big_image,
@@ -280,3 +281,24 @@ def test_check_mode_says_what_would_be_copied_and_rewritten(lab, api, namespace)
     checked = run_playbook(lab, "migrate", variables(lab, [namespace], f"probing/{uuid.uuid4().hex[:8]}"), "--check")
     assert "workloads: 1 (would rewrite 1, unchanged 0, blocked 0, failed 0)" in checked.stdout, checked.stdout
     assert "images: 1 (would copy 1, present 0, would restore 0, missing 0, failed 0)" in checked.stdout
+
+
+def test_workloads_of_a_terminating_namespace_are_skipped(lab, api, tmp_path):
+    namespace = f"probing-terminating-{uuid.uuid4().hex[:6]}"
+    api.create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    # The finalizer keeps the Deployment, and so the namespace, in place while the namespace is deleted.
+    api.create(DEPLOYMENT, namespace, simple_deployment("held", {"main": lab.source_image(NGINX)},
+                                                        finalizers=["imageclone.io/probing-hold"]))
+    backup = lab.backup_options("probing")
+    adhoc(tmp_path, "image_backup", {**backup, "images": [lab.source_image(NGINX)]})
+    api.api_client.call_api(f"/api/v1/namespaces/{namespace}", "DELETE", _preload_content=False)
+    try:
+        eventually(lambda: api.get(NAMESPACE, None, namespace).get("status", {}).get("phase") == "Terminating",
+                   "the namespace terminating")
+        result = adhoc(tmp_path, "workload_rewrite", module_args(lab, backup, namespace))
+        assert result["workloads"] == [] and result["changed"] is False, result
+        assert {(s["kind"], s["name"], s["reason"]) for s in result["skipped_workloads"]
+                if s["kind"] == "Deployment"} == {("Deployment", "held", f"namespace {namespace} is terminating")}
+        assert image_of(api, namespace, "held") == lab.source_image(NGINX)
+    finally:
+        api.patch(DEPLOYMENT, namespace, "held", {"metadata": {"finalizers": None}})
