@@ -69,6 +69,11 @@ class BackupOptions:
                                           Credential(self.backup_username, self.backup_password))
         return store
 
+    def has_backup_login(self) -> bool:
+        """Whether credentials for the backup registry were given: then it needs them, and so do the nodes
+        pulling the rewritten images."""
+        return self.credentials().lookup(self.policy.target_registry) is not None
+
     def pull_secret(self, name: str) -> PullSecret:
         """The pull secret workloads need for the backup registry; ``ValueError`` without a login."""
         credential = self.credentials().lookup(self.policy.target_registry)

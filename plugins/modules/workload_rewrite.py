@@ -55,6 +55,8 @@ options:
       - An existing Secret of that name that image-clone did not create is never overwritten (the workload fails).
       - A bare Pod's C(imagePullSecrets) cannot change, so such a Pod fails with this option.
       - Ignored with O(state=reverted).
+      - When credentials for the backup registry are given (it needs them) but this option is not, a workload
+        rewritten without it gets a warning, as pods on nodes without credentials for that registry fail to pull.
     type: str
   wait:
     description:
@@ -416,6 +418,20 @@ def run(params, check_mode):
     return engine, reports, results
 
 
+def pull_secret_warning(params, reports):
+    """Why pods may fail to pull the images just rewritten (no pull Secret for an authenticated backup registry),
+    or None."""
+    if params["pull_secret"] or not any(report.state == "rewritten" for report in reports):
+        return None
+    options = BackupOptions.from_mapping(params)
+    if not options.has_backup_login():
+        return None
+    registry = options.policy.target_registry
+    return (f"the backup registry {registry} needs credentials (they were given for it), but no pull_secret was "
+            f"given: pods on nodes without credentials for {registry} will fail to pull the rewritten images; "
+            "set pull_secret, or make sure every node can pull from it")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
@@ -445,6 +461,9 @@ def main():
 
     changed = any(report.state in WRITTEN_STATES for report in reports) or any(
         image["state"] == "restored" for image in results["images"])
+    warning = pull_secret_warning(module.params, reports)
+    if warning:
+        module.warn(warning)
     if module._diff:
         results["diff"] = [diff for diff in map(workload_diff, reports) if diff is not None]
 

@@ -6,7 +6,8 @@
   controller);
 * moving to another backup repository keeps the true original, so a revert still reaches upstream;
 * no module file holding the password is left on disk when a playbook run is killed;
-* rough edges: the kubeconfig path in errors, check mode's wording, Terminating namespaces.
+* rough edges: the kubeconfig path in errors, check mode's wording, Terminating namespaces, a missing
+  pull Secret for an authenticated backup registry.
 """
 from __future__ import annotations
 
@@ -302,3 +303,18 @@ def test_workloads_of_a_terminating_namespace_are_skipped(lab, api, tmp_path):
         assert image_of(api, namespace, "held") == lab.source_image(NGINX)
     finally:
         api.patch(DEPLOYMENT, namespace, "held", {"metadata": {"finalizers": None}})
+
+
+def test_rewriting_to_an_authenticated_registry_without_a_pull_secret_warns(lab, api, namespace, tmp_path):
+    deploy(api, namespace, web=lab.source_image(NGINX))
+    backup = lab.backup_options("probing")
+    del backup["backup_authfile"]
+    login = {**backup, "backup_username": BACKUP_USER, "backup_password": lab.backup_password()}
+    adhoc(tmp_path, "image_backup", {**login, "images": [lab.source_image(NGINX)]})
+
+    result = adhoc(tmp_path, "workload_rewrite", module_args(lab, login, namespace))
+
+    assert result["summary"]["rewritten"] == 1
+    [warning] = [w for w in result.get("warnings", []) if "pull_secret" in w]
+    assert lab.config.backup_registry in warning and "fail to pull" in warning
+    assert lab.backup_password() not in json.dumps(result)
