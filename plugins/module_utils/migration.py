@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     BackupOutcome,
     images_to_back_up,
@@ -36,6 +37,8 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import (
     RewriteResult,
     apply,
     original_images,
+    revert,
+    reverting_changes,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     KINDS,
@@ -47,8 +50,8 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     without_terminating_namespaces,
 )
 
-WorkloadState = Literal["rewritten", "unchanged", "blocked", "failed"]
-WORKLOAD_STATES: Final = ("rewritten", "unchanged", "blocked", "failed")
+WorkloadState = Literal["rewritten", "unchanged", "blocked", "failed", "reverted"]
+WORKLOAD_STATES: Final = ("rewritten", "unchanged", "blocked", "failed")  # of a pass, which never reverts
 IMAGE_STATES: Final = ("copied", "present", "restored", "missing", "failed")
 
 
@@ -194,6 +197,41 @@ class Migration:
             return WorkloadReport(workload.key, "failed", str(error), workload.managed_by)
         state: WorkloadState = "rewritten" if result.changed else "unchanged"
         return WorkloadReport(workload.key, state, None, workload.managed_by, result)
+
+    def revert(self, workload: Workload, *, force: bool = False) -> WorkloadReport:
+        """Restore the images recorded before the rewrite; never raises for API, registry or input trouble.
+
+        Each original is looked up upstream first (HEAD): reverting to an image
+        that no longer exists would leave pods unable to pull, so such a workload
+        stays on its backup and is ``blocked`` with the reason, unless ``force``.
+        """
+        try:
+            gone = [] if force else self._originals_gone(workload)
+            if gone:
+                reason = "; ".join(gone) + ": left on its backup (force reverts anyway)"
+                return WorkloadReport(workload.key, "blocked", reason, workload.managed_by)
+            result = revert(self.api, workload, dry_run=self.dry_run)
+        except (RewriteError, KubeApiError) as error:
+            return WorkloadReport(workload.key, "failed", str(error), workload.managed_by)
+        state: WorkloadState = "reverted" if result.changed else "unchanged"
+        return WorkloadReport(workload.key, state, None, workload.managed_by, result)
+
+    def _originals_gone(self, workload: Workload) -> list[str]:
+        """Why some recorded original of ``workload`` cannot be reverted to, one entry per container."""
+        problems = []
+        for change in reverting_changes(workload):
+            where = f"{change.section} {change.container!r}: original image {change.after!r}"
+            try:
+                found = self.backups.registry.head_manifest(parse_reference(change.after))
+            except InvalidReference as error:
+                problems.append(f"{where} is not a valid reference: {error.reason}")
+                continue
+            except RegistryError as error:
+                problems.append(f"{where} could not be looked up: {error}")
+                continue
+            if found is None:
+                problems.append(f"{where} no longer exists upstream")
+        return problems
 
     def forget_pull_secrets(self) -> None:
         """Check each namespace's pull Secret again on next use (a long-running caller's resync)."""

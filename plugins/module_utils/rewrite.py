@@ -141,15 +141,21 @@ def revert(
     def compose(current: Workload) -> _Edit | None:
         if ORIGINAL_IMAGES not in current.annotations:
             return None
-        recorded = original_images(current)
-        changes = tuple(
-            ContainerChange(image.section, image.container, image.image, original)
-            for image in current.images
-            if (original := recorded.get(image.section, {}).get(image.container, image.image)) != image.image
-        )
+        changes = reverting_changes(current)
         return _Edit(changes, _images_fragment(changes), {ORIGINAL_IMAGES: None})
 
     return _patch(api, workload, compose, dry_run, attempts)
+
+
+def reverting_changes(workload: Workload) -> tuple[ContainerChange, ...]:
+    """The image changes a revert of ``workload`` writes: each existing container whose recorded original
+    differs from what it runs. Raises ``RewriteError`` for an unreadable annotation."""
+    recorded = original_images(workload)
+    return tuple(
+        ContainerChange(image.section, image.container, image.image, original)
+        for image in workload.images
+        if (original := recorded.get(image.section, {}).get(image.container, image.image)) != image.image
+    )
 
 
 def original_images(workload: Workload) -> Originals:

@@ -22,7 +22,8 @@ description:
     patch that changes the images; a concurrent change of the workload makes the module read it again and
     re-plan. Only the C(image) fields (and, with O(pull_secret), C(imagePullSecrets)) change.
   - A workload already pointing at its verified backups costs no write at all.
-  - With O(state=reverted), restores the images recorded in the annotation and removes it.
+  - With O(state=reverted), restores the images recorded in the annotation and removes it; a workload whose original
+    image no longer exists upstream is V(blocked) and left on its backup unless O(force=true).
   - Back the images up first with M(imageclone.backup.image_backup).
 author:
   - image-clone maintainers (!UNKNOWN)
@@ -74,6 +75,16 @@ options:
   fail_on_blocked:
     description:
       - Whether the task fails when a workload is V(blocked) or V(failed) (the other workloads are processed anyway).
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(state=reverted), whether to revert a workload even when one of its original images no longer exists
+        upstream.
+      - By default each original is looked up in its registry first (a HEAD request) and a workload whose original
+        is gone stays on its backup, V(blocked) with a reason naming the container and the image, since reverting it
+        would leave its pods unable to pull.
+      - Ignored with O(state=rewritten).
     type: bool
     default: false
 extends_documentation_fragment:
@@ -169,8 +180,8 @@ workloads:
     state:
       description:
         - V(rewritten) or V(reverted) (written now, or in check mode would be), V(unchanged) (nothing to write),
-          V(blocked) (an image is not verified in the backup, or the workload cannot take the change), V(failed)
-          (an API error, or a listed workload not found).
+          V(blocked) (an image is not verified in the backup, the workload cannot take the change, or, reverting, an
+          original image no longer exists upstream), V(failed) (an API error, or a listed workload not found).
       type: str
       choices: [rewritten, unchanged, blocked, failed, reverted]
       sample: rewritten
@@ -292,7 +303,6 @@ try:
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope, WorkloadReport
-    from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import RewriteError, revert
     from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, Skipped, namespace_skip_reason
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
@@ -332,20 +342,6 @@ def rewrite_all(engine, workloads):
     ready workload."""
     outcomes = engine.back_up(workloads)
     return [engine.rewrite(workload, outcomes) for workload in workloads], outcomes
-
-
-def revert_all(api, workloads, dry_run):
-    """Restore the recorded original images of each workload; errors become ``failed`` reports."""
-    reports = []
-    for workload in workloads:
-        try:
-            result = revert(api, workload, dry_run=dry_run)
-        except (RewriteError, KubeApiError) as error:
-            reports.append(WorkloadReport(workload.key, "failed", str(error), workload.managed_by))
-            continue
-        state = "reverted" if result.changed else "unchanged"
-        reports.append(WorkloadReport(workload.key, state, None, workload.managed_by, result))
-    return reports
 
 
 def rollout_pending(kind_name, obj, generation):
@@ -407,7 +403,7 @@ def run(params, check_mode):
     if rewriting:
         reports, outcomes = rewrite_all(engine, workloads)
     else:
-        reports, outcomes = revert_all(engine.api, workloads, check_mode), {}
+        reports, outcomes = [engine.revert(workload, force=params["force"]) for workload in workloads], {}
     reports += absent
     results = {
         "workloads": [workload_report(report) for report in reports],
@@ -445,6 +441,7 @@ def main():
             wait={"type": "bool", "default": False},
             wait_timeout={"type": "int", "default": 300},
             fail_on_blocked={"type": "bool", "default": False},
+            force={"type": "bool", "default": False},
         ),
         required_by=BACKUP_REQUIRED_BY,
         supports_check_mode=True,

@@ -7,7 +7,7 @@
 * moving to another backup repository keeps the true original, so a revert still reaches upstream;
 * no module file holding the password is left on disk when a playbook run is killed;
 * rough edges: the kubeconfig path in errors, check mode's wording, Terminating namespaces, a missing
-  pull Secret for an authenticated backup registry.
+  pull Secret for an authenticated backup registry, a revert to an original gone upstream.
 """
 from __future__ import annotations
 
@@ -318,3 +318,22 @@ def test_rewriting_to_an_authenticated_registry_without_a_pull_secret_warns(lab,
     [warning] = [w for w in result.get("warnings", []) if "pull_secret" in w]
     assert lab.config.backup_registry in warning and "fail to pull" in warning
     assert lab.backup_password() not in json.dumps(result)
+
+
+def test_a_revert_to_an_original_gone_upstream_is_blocked_unless_forced(lab, api, namespace, tmp_path):
+    [image] = small_images(lab, 1, prefix="probing/revert-gone")
+    deploy(api, namespace, web=image)
+    backup = lab.backup_options("probing")
+    args = module_args(lab, backup, namespace)
+    adhoc(tmp_path, "image_backup", {**backup, "images": [image]})
+    adhoc(tmp_path, "workload_rewrite", args)
+    pinned = image_of(api, namespace, "web")
+    lab.delete_source_tag(image.split("/", 1)[1])
+
+    refused = adhoc(tmp_path, "workload_rewrite", {**args, "state": "reverted"})
+    [report] = refused["workloads"]
+    assert report["state"] == "blocked" and image in report["reason"] and "no longer exists" in report["reason"]
+    assert refused["changed"] is False and image_of(api, namespace, "web") == pinned
+
+    forced = adhoc(tmp_path, "workload_rewrite", {**args, "state": "reverted", "force": True})
+    assert forced["workloads"][0]["state"] == "reverted" and image_of(api, namespace, "web") == image
