@@ -181,9 +181,14 @@ class Migration:
     def rewrite(self, workload: Workload, outcomes: Mapping[str, BackupOutcome]) -> WorkloadReport:
         """Rewrite one workload if all its images are verified; never raises for API or input trouble."""
         policy, pin = self.backups.policy, self.backups.settings.pin
+        known = dict(outcomes)
 
         def replan(current: Workload):
-            return plan_workload(current, policy, outcomes, pin=pin)
+            # After a 409 the re-read object may run images this pass never verified (our own
+            # rewrite, seen through a stale cache, or a user's change): verify them first.
+            if any(image.reference is not None and image.image not in known for image in current.images):
+                known.update(self.back_up([current]))
+            return plan_workload(current, policy, known, pin=pin)
 
         plan = replan(workload)
         if not plan.ready:
