@@ -1,6 +1,6 @@
 """Remember verified backups for a while, so a converged workload reconciles with no registry request.
 
-Wraps the engine's ``BackupService`` (same ``ensure_all``/``ensure``/``policy``/
+Wraps the engine's ``BackupService`` (same ``ensure_all``/``restore``/``policy``/
 ``settings`` surface, which is all ``Migration`` uses). A *verified* outcome
 (copied, present, restored) is reused for ``ttl`` seconds per image reference;
 anything else (missing, failed) is never cached, so retries really retry.
@@ -47,9 +47,9 @@ class CachedBackups:
     def service(self) -> Any:
         return self._service
 
-    def ensure(self, source: Any) -> BackupOutcome:
+    def restore(self, original: Any, backup: Any) -> BackupOutcome:
         """Uncached: the engine calls this to restore a lost backup, which must really happen."""
-        return self._service.ensure(source)
+        return self._service.restore(original, backup)
 
     def ensure_all(self, images: Mapping[str, Any]) -> dict[str, BackupOutcome]:
         """Like ``BackupService.ensure_all``, answering recently verified references from memory."""

@@ -23,7 +23,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     versioned_backup_reference,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome
-from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference, InvalidReference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
     ManifestInfo,
     RegistryClient,
@@ -39,14 +39,17 @@ COPY_RETRY_DELAY = 1.0
 
 @dataclass(frozen=True)
 class BackupSettings:
-    """Tuning of one backup run: pinning, parallelism, check mode (``dry_run``), and
-    ``copy=False`` to only verify (an absent backup is then ``missing``, never copied)."""
+    """Tuning of one backup run: pinning, parallelism, check mode (``dry_run``),
+    ``copy=False`` to never make a first copy (an absent backup is then ``missing``),
+    and ``restore=False`` to never copy a lost backup again either (only say whether
+    upstream still has it)."""
 
     pin: bool = True
     parallel: int = 8
     per_registry: int = 4
     dry_run: bool = False
     copy: bool = True
+    restore: bool = True
 
 
 class BackupService:
@@ -96,6 +99,41 @@ class BackupService:
         """Ensure one image is in the backup registry and verified; never raises for registry trouble."""
         return self._flight.do(str(source), lambda: self._ensure(source))
 
+    def restore(self, original: ImageReference, backup: ImageReference) -> BackupOutcome:
+        """Copy ``original`` again into ``backup``, the exact reference a workload uses, after the backup was lost.
+
+        ``original`` is the upstream image the workload recorded before it was
+        rewritten; the copy takes ``backup``'s pinned digest from it (the tag's
+        current digest when ``backup`` is not pinned). Where upstream no longer
+        has that digest, the outcome is ``missing`` and says the workload is
+        unprotected. In check mode, or with ``restore=False``, nothing is copied.
+        Never raises for registry trouble. A restore requested twice at once runs once.
+        """
+        return self._flight.do(f"restore {backup} from {original}", lambda: self._restore(original, backup))
+
+    def _restore(self, original: ImageReference, backup: ImageReference) -> BackupOutcome:
+        lost = f"backup {backup} was lost"
+        try:
+            upstream = self._registry.head_manifest(original.with_digest(backup.digest) if backup.digest else original)
+        except RegistryError as error:
+            return _failed(backup, f"{lost}; checking its original {original} failed: {error}")
+        if upstream is None or (backup.digest is not None and upstream.digest != backup.digest):
+            at = f" at {backup.digest}" if backup.digest else ""
+            return BackupOutcome(str(backup), None, None, "missing",
+                                 f"{lost} and its original {original}{at} no longer exists upstream in "
+                                 f"{original.registry}: the workload is unprotected")
+        if not self.settings.restore:
+            return BackupOutcome(str(backup), None, None, "missing",
+                                 f"{lost}; upstream {original} still has {upstream.digest} to restore it from")
+        if self.settings.dry_run:
+            return self._outcome(backup, backup, upstream.digest, "restored",
+                                 f"check mode: would restore it from {original}")
+        copied = self._copy(original, backup.without_digest(), upstream)
+        if not copied.verified:
+            return BackupOutcome(str(backup), None, None, copied.state,
+                                 f"{lost}; restoring it from {original} failed: {copied.reason}")
+        return self._outcome(backup, backup, upstream.digest, "restored", f"{lost}; restored from {original}")
+
     def _ensure(self, source: ImageReference) -> BackupOutcome:
         if is_backup_reference(source, self.policy):
             return self._verify_backup(source)
@@ -105,6 +143,8 @@ class BackupService:
             backup, stored = self._backup_slot(source, wanted)
         except RegistryError as error:
             return _failed(source, str(error))
+        except InvalidReference as error:  # a nested name over 255 characters: no backup can exist
+            return _failed(source, f"cannot name its backup: {error.reason}")
         if upstream is None:
             # The disaster the product exists for: upstream is gone, the backup still serves it.
             if stored is not None and wanted in (None, stored.digest):

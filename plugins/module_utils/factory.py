@@ -69,6 +69,11 @@ class BackupOptions:
                                           Credential(self.backup_username, self.backup_password))
         return store
 
+    def has_backup_login(self) -> bool:
+        """Whether credentials for the backup registry were given: then it needs them, and so do the nodes
+        pulling the rewritten images."""
+        return self.credentials().lookup(self.policy.target_registry) is not None
+
     def pull_secret(self, name: str) -> PullSecret:
         """The pull secret workloads need for the backup registry; ``ValueError`` without a login."""
         credential = self.credentials().lookup(self.policy.target_registry)
@@ -77,8 +82,11 @@ class BackupOptions:
         return PullSecret(self.policy.target_registry, credential.username, credential.password, name)
 
 
-def backup_service(options: BackupOptions, *, dry_run: bool = False, copy: bool = True) -> BackupService:
-    """A ``BackupService`` for ``options`` (``copy=False``: verify only, never copy)."""
+def backup_service(
+    options: BackupOptions, *, dry_run: bool = False, copy: bool = True, restore: bool = True
+) -> BackupService:
+    """A ``BackupService`` for ``options`` (``copy=False``: never make a first copy;
+    ``restore=False``: never copy a lost backup again either)."""
     store = options.credentials()
     certs_dir = Path(options.certs_dir) if options.certs_dir else None
     insecure = frozenset(options.insecure_registries)
@@ -87,7 +95,7 @@ def backup_service(options: BackupOptions, *, dry_run: bool = False, copy: bool 
     skopeo = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
                     timeout=float(options.copy_timeout))
     settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
-                              dry_run=dry_run, copy=copy)
+                              dry_run=dry_run, copy=copy, restore=restore)
     return BackupService(registry, skopeo, store, options.policy, settings)
 
 
@@ -104,8 +112,10 @@ def migration(
     *,
     dry_run: bool = False,
     copy: bool = True,
+    restore: bool = True,
     pull_secret_name: str | None = None,
 ) -> Migration:
     """The whole pipeline for one cluster."""
     pull_secret = options.pull_secret(pull_secret_name) if pull_secret_name else None
-    return Migration(kube_api(connection), backup_service(options, dry_run=dry_run, copy=copy), scope, pull_secret)
+    backups = backup_service(options, dry_run=dry_run, copy=copy, restore=restore)
+    return Migration(kube_api(connection), backups, scope, pull_secret)

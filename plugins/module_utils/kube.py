@@ -294,7 +294,9 @@ def new_api_client(
         if not _self_sufficient(auth):
             _load(configuration, auth)
     except (k8s_config.ConfigException, OSError) as error:
-        raise KubeConfigError(f"could not load the Kubernetes configuration: {error}") from None
+        path = auth.get("kubeconfig")
+        source = f" from {path}" if isinstance(path, (str, os.PathLike)) else ""
+        raise KubeConfigError(f"could not load the Kubernetes configuration{source}: {error}") from None
     _override(configuration, auth)
     # urllib3 retries a GET once after a read error (a pooled keep-alive connection the server
     # closed fails that way), never a write; so a stalled API server fails a GET after at most

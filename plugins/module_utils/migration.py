@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     BackupOutcome,
     images_to_back_up,
@@ -31,10 +32,13 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
     parse_reference,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import (
+    ORIGINAL_IMAGES,
     RewriteError,
     RewriteResult,
     apply,
     original_images,
+    revert,
+    reverting_changes,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     KINDS,
@@ -43,10 +47,11 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     Skipped,
     Workload,
     discover,
+    without_terminating_namespaces,
 )
 
-WorkloadState = Literal["rewritten", "unchanged", "blocked", "failed"]
-WORKLOAD_STATES: Final = ("rewritten", "unchanged", "blocked", "failed")
+WorkloadState = Literal["rewritten", "unchanged", "blocked", "failed", "reverted"]
+WORKLOAD_STATES: Final = ("rewritten", "unchanged", "blocked", "failed")  # of a pass, which never reverts
 IMAGE_STATES: Final = ("copied", "present", "restored", "missing", "failed")
 
 
@@ -138,16 +143,21 @@ class Migration:
         return self.backups.settings.dry_run
 
     def discover(self) -> DiscoveryResult:
-        """The workloads in scope, and what was skipped with reasons."""
-        return discover(self.api, self.scope.kinds, self.scope.namespaces,
-                        self.scope.ignore_namespaces, self.scope.skip_gitops)
+        """The workloads in scope, and what was skipped with reasons (namespaces being deleted included)."""
+        found = discover(self.api, self.scope.kinds, self.scope.namespaces,
+                         self.scope.ignore_namespaces, self.scope.skip_gitops)
+        return without_terminating_namespaces(self.api, found)
 
     def back_up(self, workloads: Iterable[Workload]) -> dict[str, BackupOutcome]:
         """Ensure every image of ``workloads`` is in the backup, keyed by image string as written.
 
-        Images that already point into the backup are verified with one HEAD;
-        a backup found lost is copied again from the original recorded on the
-        workload (state ``restored``) while the source still has that digest.
+        Images that already point into the backup are verified with one HEAD.
+        A backup found lost is restored from the original recorded on the
+        workload (``imageclone.io/original-images``), at the pinned digest,
+        into the very reference the workload uses (state ``restored``) while
+        upstream still has it; otherwise it stays ``missing`` with a reason
+        naming the backup and the original, which blocks the workload as
+        unprotected. The settings decide whether a restore really copies.
         """
         workloads = list(workloads)
         policy = self.backups.policy
@@ -157,27 +167,28 @@ class Migration:
         verified = self.backups.ensure_all(in_backup)
         for image, outcome in verified.items():
             if outcome.state == "missing":
-                verified[image] = self._restore(in_backup[image], workloads, outcome)
+                verified[image] = self._restore(image, in_backup[image], workloads, outcome)
         return outcomes | verified
 
-    def _restore(self, backup: ImageReference, workloads: list[Workload], lost: BackupOutcome) -> BackupOutcome:
-        original = _recorded_original(str(backup), workloads)
-        if original is None or backup.digest is None:
-            return lost
-        again = self.backups.ensure(original.with_digest(backup.digest))
-        if not again.verified:
-            return BackupOutcome(lost.source, None, None, "missing",
-                                 f"{lost.reason}; restoring it from {original} failed: {again.reason}")
-        state = "copied" if self.dry_run else "restored"
-        return BackupOutcome(lost.source, lost.source, backup.digest, state,
-                             f"backup was lost; copied again from {original}")
+    def _restore(self, image: str, backup: ImageReference, workloads: list[Workload],
+                 lost: BackupOutcome) -> BackupOutcome:
+        original = _recorded_original(image, workloads)
+        if original is None:
+            return replace(lost, reason=f"backup {backup} was lost and no original image is recorded to restore "
+                                        f"it from ({ORIGINAL_IMAGES}): the workload is unprotected")
+        return replace(self.backups.restore(original, backup), source=image)
 
     def rewrite(self, workload: Workload, outcomes: Mapping[str, BackupOutcome]) -> WorkloadReport:
         """Rewrite one workload if all its images are verified; never raises for API or input trouble."""
         policy, pin = self.backups.policy, self.backups.settings.pin
+        known = dict(outcomes)
 
         def replan(current: Workload):
-            return plan_workload(current, policy, outcomes, pin=pin)
+            # After a 409 the re-read object may run images this pass never verified (our own
+            # rewrite, seen through a stale cache, or a user's change): verify them first.
+            if any(image.reference is not None and image.image not in known for image in current.images):
+                known.update(self.back_up([current]))
+            return plan_workload(current, policy, known, pin=pin)
 
         plan = replan(workload)
         if not plan.ready:
@@ -191,6 +202,41 @@ class Migration:
             return WorkloadReport(workload.key, "failed", str(error), workload.managed_by)
         state: WorkloadState = "rewritten" if result.changed else "unchanged"
         return WorkloadReport(workload.key, state, None, workload.managed_by, result)
+
+    def revert(self, workload: Workload, *, force: bool = False) -> WorkloadReport:
+        """Restore the images recorded before the rewrite; never raises for API, registry or input trouble.
+
+        Each original is looked up upstream first (HEAD): reverting to an image
+        that no longer exists would leave pods unable to pull, so such a workload
+        stays on its backup and is ``blocked`` with the reason, unless ``force``.
+        """
+        try:
+            gone = [] if force else self._originals_gone(workload)
+            if gone:
+                reason = "; ".join(gone) + ": left on its backup (force reverts anyway)"
+                return WorkloadReport(workload.key, "blocked", reason, workload.managed_by)
+            result = revert(self.api, workload, dry_run=self.dry_run)
+        except (RewriteError, KubeApiError) as error:
+            return WorkloadReport(workload.key, "failed", str(error), workload.managed_by)
+        state: WorkloadState = "reverted" if result.changed else "unchanged"
+        return WorkloadReport(workload.key, state, None, workload.managed_by, result)
+
+    def _originals_gone(self, workload: Workload) -> list[str]:
+        """Why some recorded original of ``workload`` cannot be reverted to, one entry per container."""
+        problems = []
+        for change in reverting_changes(workload):
+            where = f"{change.section} {change.container!r}: original image {change.after!r}"
+            try:
+                found = self.backups.registry.head_manifest(parse_reference(change.after))
+            except InvalidReference as error:
+                problems.append(f"{where} is not a valid reference: {error.reason}")
+                continue
+            except RegistryError as error:
+                problems.append(f"{where} could not be looked up: {error}")
+                continue
+            if found is None:
+                problems.append(f"{where} no longer exists upstream")
+        return problems
 
     def forget_pull_secrets(self) -> None:
         """Check each namespace's pull Secret again on next use (a long-running caller's resync)."""

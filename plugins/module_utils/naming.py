@@ -263,6 +263,58 @@ def is_backup_reference(ref: ImageReference, policy: NamingPolicy) -> bool:
     return not prefix or ref.path == prefix or ref.path.startswith(prefix + "/")
 
 
+def naming_problem(source: ImageReference, policy: NamingPolicy) -> str | None:
+    """Why ``policy`` cannot name a backup of ``source`` (a nested name over 255 characters), or None."""
+    try:
+        backup_reference(source, policy)
+    except InvalidReference as error:
+        return error.reason
+    return None
+
+
+def is_backup_of(candidate: ImageReference, original: ImageReference) -> bool:
+    """Whether ``candidate`` is a backup of ``original`` under some flat or nested policy.
+
+    The policy is not known (a workload may have been moved from one backup
+    target to another), so ``candidate``'s own repository is tried as a flat
+    target, and as a nested target each prefix that leaves ``original``'s
+    encoded registry and path; the plain and versioned names are compared,
+    digests aside.
+    """
+    wanted = candidate.without_digest()
+    for policy in _policies_around(candidate, original):
+        if is_backup_reference(original, policy):  # the original itself lies there: it has no backup name
+            continue
+        try:
+            names = {backup_reference(original, policy).without_digest()}
+            if candidate.digest is not None and original.digest in (None, candidate.digest):
+                names.add(versioned_backup_reference(original, candidate.digest, policy).without_digest())
+        except ValueError:  # InvalidReference included: no backup name under this policy
+            continue
+        if wanted in names:
+            return True
+    return False
+
+
+def _policies_around(candidate: ImageReference, original: ImageReference) -> list[NamingPolicy]:
+    """The flat and nested policies under which ``candidate`` could be a backup of ``original``."""
+    targets = [(FLAT, candidate.repository)]
+    try:
+        suffix = f"/{encode_registry_component(original.registry)}/{original.path}"
+    except InvalidReference:
+        suffix = None
+    full = f"{candidate.registry}/{candidate.path}"
+    if suffix is not None and full.endswith(suffix):
+        targets.append((NESTED, full.removesuffix(suffix)))
+    policies = []
+    for kind, target in targets:
+        try:
+            policies.append(NamingPolicy(kind, target))  # type: ignore[arg-type]
+        except InvalidNamingPolicy:
+            continue
+    return policies
+
+
 def pinned_reference(
     backup: ImageReference, digest: str | None, pin: bool = True
 ) -> str:

@@ -16,6 +16,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     NamingPolicy,
     backup_reference,
     is_backup_reference,
+    naming_problem,
     pinned_reference,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
@@ -29,8 +30,8 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     Workload,
 )
 
-BackupState = Literal["copied", "present", "missing", "failed"]
-VERIFIED_STATES: Final = frozenset({"copied", "present"})
+BackupState = Literal["copied", "present", "restored", "missing", "failed"]
+VERIFIED_STATES: Final = frozenset({"copied", "present", "restored"})
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class BackupOutcome:
 
     ``backup`` is the backup reference (normally pinned, ``repo:tag@digest``),
     ``digest`` the digest found in the backup registry; ``state`` is
-    ``copied`` or ``present`` when the backup is verified, ``missing`` or
+    ``copied``, ``present`` or ``restored`` (a lost backup copied again from
+    its recorded original) when the backup is verified, ``missing`` or
     ``failed`` (with ``reason``) when it is not.
     """
 
@@ -94,9 +96,11 @@ class _Blocked(Exception):
 def images_to_back_up(workloads: Iterable[Workload], policy: NamingPolicy) -> dict[str, ImageReference]:
     """Each distinct image string of ``workloads`` that needs a backup, with its parsed reference.
 
-    Leaves out images already in the backup space of ``policy`` and images
-    that do not parse (those are on ``Workload.problems``). Ephemeral
-    containers count: they are backed up even though they are never rewritten.
+    Leaves out images already in the backup space of ``policy``, images
+    that do not parse (those are on ``Workload.problems``) and images whose
+    backup cannot be named (``plan_workload`` blocks their workloads, naming
+    the image). Ephemeral containers count: they are backed up even though
+    they are never rewritten.
     """
     wanted: dict[str, ImageReference] = {}
     for workload in workloads:
@@ -104,7 +108,8 @@ def images_to_back_up(workloads: Iterable[Workload], policy: NamingPolicy) -> di
             reference = image.reference
             if reference is None or image.image in wanted or is_backup_reference(reference, policy):
                 continue
-            wanted[image.image] = reference
+            if naming_problem(reference, policy) is None:
+                wanted[image.image] = reference
     return wanted
 
 
@@ -117,16 +122,23 @@ def plan_workload(
 ) -> WorkloadPlan:
     """The plan for ``workload`` given ``outcomes`` keyed by image string as written.
 
-    Images already in the backup space stay as they are. Every other image
-    needs a verified outcome, else the plan is blocked with a reason naming
-    the container and the image. Targets are ``<backup>:<tag>@<digest>``, or
+    Images already in the backup space stay as they are, but need a verified
+    outcome too: a workload running from a lost backup is not converged.
+    Every other image needs a backup name and a verified outcome, else the
+    plan is blocked with a reason naming the container and the image. Targets are ``<backup>:<tag>@<digest>``, or
     ``<backup>:<tag>`` with ``pin=False``; a source referenced by digest keeps
     its digest either way. Never raises for bad input: it becomes a blocker.
     """
     blockers = list(workload.problems)
     changes = []
     for image in workload.images:
-        if image.reference is None or is_backup_reference(image.reference, policy):
+        if image.reference is None:
+            continue
+        if is_backup_reference(image.reference, policy):
+            try:
+                _require_verified(image, outcomes.get(image.image))
+            except _Blocked as blocked:
+                blockers.append(str(blocked))
             continue
         try:
             after = _rewrite_target(image, image.reference, policy, outcomes.get(image.image), pin)
@@ -151,12 +163,11 @@ def _rewrite_target(
     pin: bool,
 ) -> str:
     """The reference to write for ``image``; raises ``_Blocked`` when there is none."""
+    problem = naming_problem(source, policy)
+    if problem is not None:
+        raise _Blocked(f"{image.label}: image {image.image!r} cannot be backed up: {problem}")
+    _require_verified(image, outcome)
     where = f"{image.label}: image {image.image!r}"
-    if outcome is None:
-        raise _Blocked(f"{where} has no backup result")
-    if not outcome.verified:
-        detail = f": {outcome.reason}" if outcome.reason else ""
-        raise _Blocked(f"{where} is not backed up ({outcome.state}{detail})")
     try:
         backup = backup_reference(source, policy)
         digest = _backup_digest(outcome, backup)
@@ -164,6 +175,16 @@ def _rewrite_target(
         return pinned_reference(backup, digest, pin=pin or source.digest is not None)
     except (InvalidReference, ValueError) as error:
         raise _Blocked(f"{where} cannot be rewritten: {error}") from None
+
+
+def _require_verified(image: ContainerImage, outcome: BackupOutcome | None) -> None:
+    """Raise ``_Blocked`` naming the container and image unless ``outcome`` is verified."""
+    where = f"{image.label}: image {image.image!r}"
+    if outcome is None:
+        raise _Blocked(f"{where} has no backup result")
+    if not outcome.verified:
+        detail = f": {outcome.reason}" if outcome.reason else ""
+        raise _Blocked(f"{where} is not backed up ({outcome.state}{detail})")
 
 
 def _backup_digest(outcome: BackupOutcome, expected: ImageReference) -> str | None:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ansible_collections.imageclone.backup.plugins.module_utils.naming import backup_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.naming import backup_reference, naming_problem
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference
 
 if TYPE_CHECKING:  # the engine's types, for the reader: importing them needs the kubernetes client
@@ -119,6 +119,9 @@ def _image(
     if found is None:
         entry.update(state=UNCHECKED, reason=None if outcomes is None else "no backup result")
         entry["digest"] = image.reference.digest
+        problem = naming_problem(image.reference, policy)
+        if outcomes is not None and problem is not None:
+            entry.update(state="failed", reason=f"cannot name its backup: {problem}")
     else:
         entry.update(backup=found.backup, digest=found.digest, state=found.state, reason=found.reason)
     if entry["backup"] is None:

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError
+from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_of
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import ContainerChange, WorkloadPlan
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import pull_secret_fragment
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference, parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     REWRITABLE_SECTIONS,
     Workload,
@@ -139,15 +141,21 @@ def revert(
     def compose(current: Workload) -> _Edit | None:
         if ORIGINAL_IMAGES not in current.annotations:
             return None
-        recorded = original_images(current)
-        changes = tuple(
-            ContainerChange(image.section, image.container, image.image, original)
-            for image in current.images
-            if (original := recorded.get(image.section, {}).get(image.container, image.image)) != image.image
-        )
+        changes = reverting_changes(current)
         return _Edit(changes, _images_fragment(changes), {ORIGINAL_IMAGES: None})
 
     return _patch(api, workload, compose, dry_run, attempts)
+
+
+def reverting_changes(workload: Workload) -> tuple[ContainerChange, ...]:
+    """The image changes a revert of ``workload`` writes: each existing container whose recorded original
+    differs from what it runs. Raises ``RewriteError`` for an unreadable annotation."""
+    recorded = original_images(workload)
+    return tuple(
+        ContainerChange(image.section, image.container, image.image, original)
+        for image in workload.images
+        if (original := recorded.get(image.section, {}).get(image.container, image.image)) != image.image
+    )
 
 
 def original_images(workload: Workload) -> Originals:
@@ -221,7 +229,9 @@ def _merged_originals(workload: Workload, changes: tuple[ContainerChange, ...]) 
     """The recorded originals after ``changes``.
 
     A container already pointing at its backup is not in ``changes`` and keeps
-    its first original; a changed container records what it runs now, which
+    its first original. A changed container keeps it too when it runs a backup
+    of that original (the workload moves to another backup target: reverting
+    must still reach upstream); otherwise it records what it runs now, which
     after a user's own image update is the newer image, the one to revert to.
     Entries of containers that no longer exist are dropped.
     """
@@ -231,8 +241,17 @@ def _merged_originals(workload: Workload, changes: tuple[ContainerChange, ...]) 
         for section, images in original_images(workload).items()
     }
     for change in changes:
-        merged.setdefault(change.section, {})[change.container] = change.before
+        recorded = merged.get(change.section, {}).get(change.container)
+        if recorded is None or not _runs_backup_of(change.before, recorded):
+            merged.setdefault(change.section, {})[change.container] = change.before
     return {section: images for section, images in merged.items() if images}
+
+
+def _runs_backup_of(image: str, original: str) -> bool:
+    try:
+        return is_backup_of(parse_reference(image), parse_reference(original))
+    except InvalidReference:
+        return False
 
 
 def _encode(originals: Originals) -> str:

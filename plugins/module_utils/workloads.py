@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Resource
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
     ImageReference,
     InvalidReference,
@@ -35,6 +35,7 @@ ARGOCD_LABELS: Final = ("argocd.argoproj.io/instance", "app.kubernetes.io/instan
 FLUX_LABELS: Final = ("kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name")
 # Their controller owner (Deployment, CronJob, any controller) is the place to rewrite.
 SKIPPED_WHEN_OWNED: Final = frozenset({"ReplicaSet", "Job", "Pod"})
+NAMESPACE: Final = Resource("Namespace", "v1", "namespaces", namespaced=False)
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,34 @@ def discover(
                 else:
                     skipped.append(Skipped(kind.name, workload.namespace, workload.name, reason))
     return DiscoveryResult(tuple(workloads), tuple(skipped))
+
+
+def without_terminating_namespaces(api: KubeApi, found: DiscoveryResult) -> DiscoveryResult:
+    """``found`` with the workloads of namespaces being deleted moved to ``skipped``.
+
+    The namespace controller is deleting them: a rewrite would be wasted, and
+    a pull Secret can no longer be created there. Costs one LIST of namespaces
+    (none when nothing was found); a caller that may not list namespaces
+    (403) gets ``found`` unchanged, as no namespace is known to be terminating.
+    """
+    if not found.workloads:
+        return found
+    try:
+        namespaces = api.list(NAMESPACE)[0]
+    except KubeApiError as error:
+        if error.forbidden:
+            return found
+        raise
+    terminating = {
+        _mapping(item.get("metadata")).get("name")
+        for item in namespaces
+        if _mapping(item.get("status")).get("phase") == "Terminating"
+    }
+    kept = tuple(workload for workload in found.workloads if workload.namespace not in terminating)
+    left = tuple(Skipped(workload.kind.name, workload.namespace, workload.name,
+                         f"namespace {workload.namespace} is terminating")
+                 for workload in found.workloads if workload.namespace in terminating)
+    return DiscoveryResult(kept, found.skipped + left)
 
 
 def _scopes(

@@ -14,6 +14,9 @@ description:
     every image of their containers, init containers and ephemeral containers, and what a rewrite would write.
   - With O(check_backups=true), every image's backup is looked up in the backup registry (HEAD requests only, nothing
     is ever copied), so each workload says whether it is ready to be rewritten, and if not, what blocks it.
+  - A workload already rewritten whose backup was lost is not ready. Its image is V(missing), with a reason saying
+    whether upstream still has the pinned digest (M(imageclone.backup.workload_rewrite) then restores it) or not (the
+    workload is unprotected).
   - With O(check_backups=false), no registry is contacted at all.
   - Never changes anything.
 author:
@@ -23,8 +26,8 @@ options:
     description:
       - Whether to look up each image's backup in the backup registry (HEAD requests to the source and backup
         registries, never a copy).
-      - With V(false), images are V(unchecked), RV(workloads[].rewrite) is empty, and a workload is RV(workloads[].ready)
-        only when all its images already point into the backup registry (unverified).
+      - With V(false), images are V(unchecked), RV(workloads[].rewrite) is empty, and no workload with images is
+        RV(workloads[].ready), as nothing was verified, not even images already pointing into the backup registry.
     type: bool
     default: true
 extends_documentation_fragment:
@@ -147,9 +150,9 @@ workloads:
           sample: sha256:4f3a5b1c9d0e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a
         state:
           description:
-            - V(present) (the backup has the source's current digest), V(missing) (not backed up yet, or gone from
-              everywhere), V(failed) (a registry error), V(unchecked) (O(check_backups=false)) or V(invalid) (not an
-              image reference).
+            - V(present) (the backup has the source's current digest), V(missing) (not backed up yet, a lost backup, or
+              gone from everywhere), V(failed) (a registry error, or no backup name can be built for it), V(unchecked)
+              (O(check_backups=false)) or V(invalid) (not an image reference).
           type: str
           choices: [present, missing, failed, unchecked, invalid]
           sample: present
@@ -215,8 +218,9 @@ skipped_workloads:
       sample: controlled by Deployment/web, which is handled instead
 images:
   description:
-    - Every distinct image of the workloads that needs a backup (images already in the backup registry and invalid ones
-      left out), as written, in order of appearance; ready to be passed to M(imageclone.backup.image_backup).
+    - Every distinct image of the workloads that needs a backup (images already in the backup registry, invalid ones and
+      ones whose backup name cannot be built left out), as written, in order of appearance; ready to be passed to
+      M(imageclone.backup.image_backup).
   returned: always
   type: list
   elements: str
@@ -253,7 +257,7 @@ else:
 def describe(params):
     """The return values: discovery, then (with check_backups) one verify-only lookup of every image."""
     options = BackupOptions.from_mapping(params)
-    survey = migration(params, options, Scope.of(**scope_fields(params)), dry_run=True, copy=False)
+    survey = migration(params, options, Scope.of(**scope_fields(params)), dry_run=True, copy=False, restore=False)
     found = survey.discover()
     outcomes = survey.back_up(found.workloads) if params["check_backups"] else None
     policy = survey.backups.policy

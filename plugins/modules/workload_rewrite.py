@@ -11,13 +11,19 @@ short_description: Point workloads at their verified image backups, or restore t
 version_added: 0.1.0
 description:
   - With O(state=rewritten), verifies every image of each workload in scope in the backup registry itself (HEAD
-    requests; nothing is copied and no earlier result is trusted), then rewrites the workload to the pinned backup
-    references, all its images or none. A workload with any image not verified is V(blocked) and left untouched.
+    requests; no earlier result is trusted), then rewrites the workload to the pinned backup references, all its
+    images or none. A workload with any image not verified is V(blocked) and left untouched. Images are never copied
+    here for the first time (that is M(imageclone.backup.image_backup)'s job).
+  - A workload already rewritten is verified too. When its backup was lost (deleted from the backup registry), it is
+    restored (V(restored)) from the original recorded in the C(imageclone.io/original-images) annotation, at the pinned
+    digest, into the exact reference the workload uses; when upstream no longer has that digest either, the workload
+    is V(blocked) as unprotected, with a reason naming the backup and the original.
   - The original images are recorded in the C(imageclone.io/original-images) annotation, in the same conditional
     patch that changes the images; a concurrent change of the workload makes the module read it again and
     re-plan. Only the C(image) fields (and, with O(pull_secret), C(imagePullSecrets)) change.
   - A workload already pointing at its verified backups costs no write at all.
-  - With O(state=reverted), restores the images recorded in the annotation and removes it.
+  - With O(state=reverted), restores the images recorded in the annotation and removes it; a workload whose original
+    image no longer exists upstream is V(blocked) and left on its backup unless O(force=true).
   - Back the images up first with M(imageclone.backup.image_backup).
 author:
   - image-clone maintainers (!UNKNOWN)
@@ -50,6 +56,8 @@ options:
       - An existing Secret of that name that image-clone did not create is never overwritten (the workload fails).
       - A bare Pod's C(imagePullSecrets) cannot change, so such a Pod fails with this option.
       - Ignored with O(state=reverted).
+      - When credentials for the backup registry are given (it needs them) but this option is not, a workload
+        rewritten without it gets a warning, as pods on nodes without credentials for that registry fail to pull.
     type: str
   wait:
     description:
@@ -67,6 +75,16 @@ options:
   fail_on_blocked:
     description:
       - Whether the task fails when a workload is V(blocked) or V(failed) (the other workloads are processed anyway).
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(state=reverted), whether to revert a workload even when one of its original images no longer exists
+        upstream.
+      - By default each original is looked up in its registry first (a HEAD request) and a workload whose original
+        is gone stays on its backup, V(blocked) with a reason naming the container and the image, since reverting it
+        would leave its pods unable to pull.
+      - Ignored with O(state=rewritten).
     type: bool
     default: false
 extends_documentation_fragment:
@@ -88,6 +106,8 @@ attributes:
         API server but never stored; the workloads that would change are reported as if they had.
       - An image that is not backed up yet but exists upstream counts as verified in check mode, as a preceding
         M(imageclone.backup.image_backup) task would copy it; a real run requires the backup to exist.
+      - "A lost backup that would be restored is reported V(restored) with the reason V(check mode: would restore it
+        from ...), and counts as a change."
   diff_mode:
     support: full
     details:
@@ -98,6 +118,7 @@ attributes:
   platform:
     platforms: posix
 notes:
+  - Workloads of a namespace being deleted (Terminating) are left alone and listed in RV(skipped_workloads).
   - Jobs are never rewritten (their pod template is immutable); they are V(blocked) with that reason once their images
     are backed up.
   - Workloads managed by Argo CD or Flux are rewritten unless O(skip_gitops=true), and say so in
@@ -159,8 +180,8 @@ workloads:
     state:
       description:
         - V(rewritten) or V(reverted) (written now, or in check mode would be), V(unchanged) (nothing to write),
-          V(blocked) (an image is not verified in the backup, or the workload cannot take the change), V(failed)
-          (an API error, or a listed workload not found).
+          V(blocked) (an image is not verified in the backup, the workload cannot take the change, or, reverting, an
+          original image no longer exists upstream), V(failed) (an API error, or a listed workload not found).
       type: str
       choices: [rewritten, unchanged, blocked, failed, reverted]
       sample: rewritten
@@ -229,7 +250,9 @@ summary:
 images:
   description:
     - The verification of every image of the workloads (O(state=rewritten) only; empty with O(state=reverted)).
-    - Same entries as RV(imageclone.backup.image_backup#module:images); V(missing) here means not backed up (yet).
+    - Same entries as RV(imageclone.backup.image_backup#module:images); V(missing) here means not backed up (yet), or a
+      lost backup that cannot be restored; V(restored) a lost backup copied again from its recorded original (in check
+      mode, one that would be).
   returned: always
   type: list
   elements: dict
@@ -280,7 +303,6 @@ try:
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope, WorkloadReport
-    from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import RewriteError, revert
     from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, Skipped, namespace_skip_reason
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
@@ -316,23 +338,10 @@ def select(found, ids, ignore_namespaces):
 
 
 def rewrite_all(engine, workloads):
-    """Verify every image in the backup (never copying), then rewrite each ready workload."""
+    """Verify every image in the backup (restoring lost backups, never making first copies), then rewrite each
+    ready workload."""
     outcomes = engine.back_up(workloads)
     return [engine.rewrite(workload, outcomes) for workload in workloads], outcomes
-
-
-def revert_all(api, workloads, dry_run):
-    """Restore the recorded original images of each workload; errors become ``failed`` reports."""
-    reports = []
-    for workload in workloads:
-        try:
-            result = revert(api, workload, dry_run=dry_run)
-        except (RewriteError, KubeApiError) as error:
-            reports.append(WorkloadReport(workload.key, "failed", str(error), workload.managed_by))
-            continue
-        state = "reverted" if result.changed else "unchanged"
-        reports.append(WorkloadReport(workload.key, state, None, workload.managed_by, result))
-    return reports
 
 
 def rollout_pending(kind_name, obj, generation):
@@ -383,8 +392,9 @@ def run(params, check_mode):
     options = BackupOptions.from_mapping(params)
     ids = workload_ids(params["workloads"])
     rewriting = params["state"] == "rewritten"
-    # A real run only verifies (copying is image_backup's job); check mode also counts the
-    # images a preceding image_backup task would have copied, so it previews the real run.
+    # A real run only verifies, and restores lost backups (first copies are image_backup's job);
+    # check mode also counts the images a preceding image_backup task would have copied, so it
+    # previews the real run.
     engine = migration(
         params, options, Scope.of(**scope_fields(params, ids)), dry_run=check_mode, copy=check_mode,
         pull_secret_name=params["pull_secret"] if rewriting else None,
@@ -393,7 +403,7 @@ def run(params, check_mode):
     if rewriting:
         reports, outcomes = rewrite_all(engine, workloads)
     else:
-        reports, outcomes = revert_all(engine.api, workloads, check_mode), {}
+        reports, outcomes = [engine.revert(workload, force=params["force"]) for workload in workloads], {}
     reports += absent
     results = {
         "workloads": [workload_report(report) for report in reports],
@@ -402,6 +412,20 @@ def run(params, check_mode):
     }
     results["summary"] = workload_summary(results["workloads"], len(skipped_ones))
     return engine, reports, results
+
+
+def pull_secret_warning(params, reports):
+    """Why pods may fail to pull the images just rewritten (no pull Secret for an authenticated backup registry),
+    or None."""
+    if params["pull_secret"] or not any(report.state == "rewritten" for report in reports):
+        return None
+    options = BackupOptions.from_mapping(params)
+    if not options.has_backup_login():
+        return None
+    registry = options.policy.target_registry
+    return (f"the backup registry {registry} needs credentials (they were given for it), but no pull_secret was "
+            f"given: pods on nodes without credentials for {registry} will fail to pull the rewritten images; "
+            "set pull_secret, or make sure every node can pull from it")
 
 
 def main():
@@ -417,6 +441,7 @@ def main():
             wait={"type": "bool", "default": False},
             wait_timeout={"type": "int", "default": 300},
             fail_on_blocked={"type": "bool", "default": False},
+            force={"type": "bool", "default": False},
         ),
         required_by=BACKUP_REQUIRED_BY,
         supports_check_mode=True,
@@ -431,7 +456,11 @@ def main():
     except (ValueError, KubeConfigError, KubeApiError) as error:
         module.fail_json(msg=str(error))
 
-    changed = any(report.state in WRITTEN_STATES for report in reports)
+    changed = any(report.state in WRITTEN_STATES for report in reports) or any(
+        image["state"] == "restored" for image in results["images"])
+    warning = pull_secret_warning(module.params, reports)
+    if warning:
+        module.warn(warning)
     if module._diff:
         results["diff"] = [diff for diff in map(workload_diff, reports) if diff is not None]
 

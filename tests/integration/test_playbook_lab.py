@@ -91,7 +91,7 @@ def test_check_mode_then_converge_then_nothing_then_revert(lab, api, namespace):
     checked = run_playbook(lab, "migrate", extra, "--check", "--diff")
     assert images(api, namespace) == before, "check mode changed a workload"
     assert all(r.method == "HEAD" for r in lab.registry_requests("registry-backup", repository))
-    assert "workloads: 4 (rewritten 3, unchanged 0, blocked 1, failed 0)" in checked.stdout, checked.stdout[-3000:]
+    assert "workloads: 4 (would rewrite 3, unchanged 0, blocked 1, failed 0)" in checked.stdout, checked.stdout[-3000:]
 
     first = run_playbook(lab, "migrate", extra)
     after = images(api, namespace)

@@ -17,6 +17,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     decode_registry_component,
     encode_registry_component,
     flat_tag,
+    is_backup_of,
     is_backup_reference,
     is_hashed_flat_tag,
     pinned_reference,
@@ -870,3 +871,26 @@ def test_versioned_nested_tags_avoid_generated_nested_tags(
     if versioned.tag == plain.tag:
         assert other.tag == versioned.tag  # the documented verbatim-tag caveat
         assert "_.sha256-" in other.tag or "-_." in other.tag
+
+
+@PROPERTY
+@given(versioned_pairs(), any_reference, st.sampled_from([FLAT, NESTED, NESTED_ROOT]))
+def test_a_backup_is_recognised_as_a_backup_of_its_source_under_any_policy(
+    pair: tuple[ImageReference, str], other: ImageReference, policy: NamingPolicy
+) -> None:
+    source, digest = pair
+    try:
+        plain = backup_reference(source, policy)
+        versioned = versioned_backup_reference(source, digest, policy)
+    except InvalidReference:
+        return
+    assume(not is_backup_reference(source, policy))
+    assert is_backup_of(plain.with_digest(digest), source)
+    assert is_backup_of(versioned, source)
+    if (other.registry, other.path, other.tag) != (source.registry, source.path, source.tag):
+        assert not is_backup_of(plain.with_digest(digest), other.with_digest(None))
+
+
+def test_a_source_is_not_a_backup_of_another_source() -> None:
+    assert not is_backup_of(parse_reference("nginx:1.28"), parse_reference("nginx:1.27"))
+    assert not is_backup_of(parse_reference("nginx:1.27"), parse_reference("nginx:1.27"))

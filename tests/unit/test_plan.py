@@ -56,6 +56,11 @@ def outcomes(*outcome: BackupOutcome) -> dict[str, BackupOutcome]:
     return {item.source: item for item in outcome}
 
 
+def present(*backups: str) -> dict[str, BackupOutcome]:
+    """What verifying images that already point into the backup reports when their backups are there."""
+    return {backup: BackupOutcome(backup, backup, DIGEST, "present") for backup in backups}
+
+
 def test_a_fully_verified_workload_is_ready_and_pinned():
     app = workload({"app": "nginx:1.27", "cache": "redis:7.2"}, init={"init": "busybox:1.36"})
     plan = plan_workload(
@@ -149,9 +154,43 @@ def test_inconsistent_backup_results_block(backup, digest, message):
 
 
 def test_workloads_already_on_their_backups_are_converged():
-    app = workload({"app": f"{NGINX_BACKUP}@{DIGEST}"}, init={"init": f"{BACKUP_REPO}:docker.io_library_busybox_1.36"})
-    plan = plan_workload(app, POLICY, {})
+    images = {"app": f"{NGINX_BACKUP}@{DIGEST}", "init": f"{BACKUP_REPO}:docker.io_library_busybox_1.36"}
+    app = workload({"app": images["app"]}, init={"init": images["init"]})
+    plan = plan_workload(app, POLICY, present(*images.values()))
     assert plan.converged and plan.ready and plan.changes == ()
+
+
+@pytest.mark.parametrize("lost", [
+    None,
+    BackupOutcome(f"{NGINX_BACKUP}@{DIGEST}", None, None, "missing",
+                  f"backup {NGINX_BACKUP}@{DIGEST} was lost and its original nginx:1.27 no longer exists upstream"),
+    BackupOutcome(f"{NGINX_BACKUP}@{DIGEST}", None, None, "failed", "registry backup.example.com: 503"),
+])
+def test_a_workload_on_an_unverified_backup_is_neither_ready_nor_converged(lost):
+    app = workload({"app": f"{NGINX_BACKUP}@{DIGEST}"})
+    plan = plan_workload(app, POLICY, {} if lost is None else {lost.source: lost})
+    assert not plan.ready and not plan.converged and plan.changes == ()
+    assert plan.blockers[0].startswith(f"containers 'app': image '{NGINX_BACKUP}@{DIGEST}'")
+    if lost is not None:
+        assert lost.reason in plan.blockers[0]
+
+
+def test_a_restored_backup_is_verified():
+    restored = BackupOutcome(f"{NGINX_BACKUP}@{DIGEST}", f"{NGINX_BACKUP}@{DIGEST}", DIGEST, "restored")
+    assert plan_workload(workload({"app": restored.source}), POLICY, {restored.source: restored}).converged
+
+
+def test_an_image_whose_nested_backup_name_is_too_long_blocks_its_workload_naming_it():
+    nested = NamingPolicy("nested", "backup.example.com/mirror")
+    long_image = "registry.example.com/" + "/".join(["component"] * 23) + ":1"  # a 250-character name
+    app = workload({"app": "nginx:1.27", "long": long_image})
+    assert list(images_to_back_up([app], nested)) == ["nginx:1.27"]
+    plan = plan_workload(app, nested, outcomes(verified("nginx:1.27", policy=nested)))
+    assert not plan.ready
+    [blocker] = plan.blockers
+    assert blocker.startswith(f"containers 'long': image {long_image!r} cannot be backed up: nested backup name "
+                              "backup.example.com/mirror/registry.example.com/component/")
+    assert blocker.endswith("would be 276 characters long, more than 255")
 
 
 def test_planning_the_rewritten_workload_again_converges():
@@ -159,7 +198,7 @@ def test_planning_the_rewritten_workload_again_converges():
     results = outcomes(verified("nginx:1.27"), verified(sources["cache"], SOURCE_DIGEST))
     first = plan_workload(workload(sources), POLICY, results)
     rewritten = workload({change.container: change.after for change in first.changes})
-    assert plan_workload(rewritten, POLICY, results).converged
+    assert plan_workload(rewritten, POLICY, results | present(*(c.after for c in first.changes))).converged
     assert images_to_back_up([rewritten], POLICY) == {}
 
 
@@ -168,7 +207,7 @@ def test_nested_policies_plan_the_same_way():
     plan = plan_workload(workload({"app": "nginx:1.27"}), nested, outcomes(verified("nginx:1.27", policy=nested)))
     assert plan.changes[0].after == f"backup.example.com/mirror/docker.io/library/nginx:1.27@{DIGEST}"
     rewritten = workload({"app": plan.changes[0].after})
-    assert plan_workload(rewritten, nested, {}).converged
+    assert plan_workload(rewritten, nested, present(plan.changes[0].after)).converged
 
 
 def test_ephemeral_containers_are_backed_up_but_never_rewritten():
@@ -202,7 +241,8 @@ def test_jobs_are_backed_up_but_never_rewritten():
     assert plan.blockers == (
         "Job pod templates are immutable: the images are backed up, but Job/shop/web must be recreated to use them",
     )
-    assert plan_workload(workload({"main": f"{NGINX_BACKUP}@{DIGEST}"}, kind="Job"), POLICY, {}).converged
+    backed_up = f"{NGINX_BACKUP}@{DIGEST}"
+    assert plan_workload(workload({"main": backed_up}, kind="Job"), POLICY, present(backed_up)).converged
 
 
 def test_images_to_back_up_are_unique_and_skip_backups():

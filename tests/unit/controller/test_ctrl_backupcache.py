@@ -17,8 +17,8 @@ class Service:
         return {key: BackupOutcome(key, f"backup/{ref}" if self.states[ref] != "missing" else None, "sha256:x",
                                    self.states[ref]) for key, ref in images.items()}
 
-    def ensure(self, source):
-        self.calls.append(["ensure", source])
+    def restore(self, original, backup):
+        self.calls.append(["restore", original, backup])
         return "restored-outcome"
 
 
@@ -50,6 +50,6 @@ def test_verified_outcomes_are_served_from_memory_until_the_ttl_or_a_clear():
 def test_restores_are_never_cached():
     service = Service({})
     cache = CachedBackups(service, 60)
-    assert cache.ensure("src@sha256:x") == "restored-outcome"
-    assert cache.ensure("src@sha256:x") == "restored-outcome"
+    assert cache.restore("src:1", "backup:src_1@sha256:x") == "restored-outcome"
+    assert cache.restore("src:1", "backup:src_1@sha256:x") == "restored-outcome"
     assert len(service.calls) == 2
