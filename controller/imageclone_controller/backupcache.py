@@ -44,6 +44,10 @@ class CachedBackups:
         return self._service.settings
 
     @property
+    def registry(self) -> Any:
+        return self._service.registry
+
+    @property
     def service(self) -> Any:
         return self._service
 

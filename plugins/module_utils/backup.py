@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from ansible_collections.imageclone.backup.plugins.module_utils.concurrency import KeyedLimiter, SingleFlight
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
@@ -22,7 +23,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     pinned_reference,
     versioned_backup_reference,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome
+from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome, BackupState
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference, InvalidReference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
     ManifestInfo,
@@ -30,7 +31,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
     RegistryError,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import CopyError, Skopeo
-
 
 # skopeo retries network errors itself; these cover a registry's own 5xx answers.
 COPY_ATTEMPTS = 3
@@ -50,6 +50,24 @@ class BackupSettings:
     dry_run: bool = False
     copy: bool = True
     restore: bool = True
+
+
+class Backups(Protocol):
+    """What a migration needs of its backups: the engine's ``BackupService``, or a cache in front of
+    one (the controller's ``CachedBackups``)."""
+
+    @property
+    def policy(self) -> NamingPolicy: ...
+
+    @property
+    def settings(self) -> BackupSettings: ...
+
+    @property
+    def registry(self) -> RegistryClient: ...
+
+    def ensure_all(self, images: Mapping[str, ImageReference]) -> dict[str, BackupOutcome]: ...
+
+    def restore(self, original: ImageReference, backup: ImageReference) -> BackupOutcome: ...
 
 
 class BackupService:
@@ -92,7 +110,7 @@ class BackupService:
         distinct = {str(ref): ref for ref in images.values()}
         workers = max(1, min(self.settings.parallel, len(distinct)))
         with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
-            outcomes = dict(zip(distinct, pool.map(self.ensure, distinct.values())))
+            outcomes = dict(zip(distinct, pool.map(self.ensure, distinct.values()), strict=True))
         return {key: _as_written(key, outcomes[str(ref)]) for key, ref in images.items()}
 
     def ensure(self, source: ImageReference) -> BackupOutcome:
@@ -210,7 +228,8 @@ class BackupService:
         return BackupOutcome(str(backup), str(backup), stored.digest, "present", None)
 
     def _outcome(
-        self, source: ImageReference, backup: ImageReference, digest: str, state: str, reason: str | None = None
+        self, source: ImageReference, backup: ImageReference, digest: str, state: BackupState,
+        reason: str | None = None
     ) -> BackupOutcome:
         pinned = pinned_reference(backup.without_digest(), digest, pin=self.settings.pin)
         return BackupOutcome(str(source), pinned, digest, state, reason)

@@ -12,10 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
-from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService
+from ansible_collections.imageclone.backup.plugins.module_utils.backup import Backups
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
-from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     BackupOutcome,
     images_to_back_up,
@@ -31,6 +30,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
     InvalidReference,
     parse_reference,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import (
     ORIGINAL_IMAGES,
     RewriteError,
@@ -123,12 +123,12 @@ class MigrationReport:
 
 
 class Migration:
-    """Discover → back up → rewrite, with one ``BackupService`` and one ``KubeApi``."""
+    """Discover → back up → rewrite, with one ``Backups`` (a ``BackupService``) and one ``KubeApi``."""
 
     def __init__(
         self,
         api: KubeApi,
-        backups: BackupService,
+        backups: Backups,
         scope: Scope = Scope(),
         pull_secret: PullSecret | None = None,
     ) -> None:

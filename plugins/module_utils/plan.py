@@ -166,7 +166,7 @@ def _rewrite_target(
     problem = naming_problem(source, policy)
     if problem is not None:
         raise _Blocked(f"{image.label}: image {image.image!r} cannot be backed up: {problem}")
-    _require_verified(image, outcome)
+    outcome = _require_verified(image, outcome)
     where = f"{image.label}: image {image.image!r}"
     try:
         backup = backup_reference(source, policy)
@@ -177,14 +177,15 @@ def _rewrite_target(
         raise _Blocked(f"{where} cannot be rewritten: {error}") from None
 
 
-def _require_verified(image: ContainerImage, outcome: BackupOutcome | None) -> None:
-    """Raise ``_Blocked`` naming the container and image unless ``outcome`` is verified."""
+def _require_verified(image: ContainerImage, outcome: BackupOutcome | None) -> BackupOutcome:
+    """``outcome`` if it is verified; else raise ``_Blocked`` naming the container and image."""
     where = f"{image.label}: image {image.image!r}"
     if outcome is None:
         raise _Blocked(f"{where} has no backup result")
     if not outcome.verified:
         detail = f": {outcome.reason}" if outcome.reason else ""
         raise _Blocked(f"{where} is not backed up ({outcome.state}{detail})")
+    return outcome
 
 
 def _backup_digest(outcome: BackupOutcome, expected: ImageReference) -> str | None:

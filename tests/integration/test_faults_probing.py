@@ -20,11 +20,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
-from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
-from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
-from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from builders import NGINX, eventually
 from faults_support import (
     NAMESPACE,
@@ -40,10 +35,15 @@ from faults_support import (
     wait_gone,
     workload_images,
 )
-from lab.lab import BACKUP_USER
 from test_controller_harness import ControllerProcess
 from test_modules_lab import adhoc
 from test_playbook_lab import BIN, recap, run_playbook, variables
+
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.lab import BACKUP_USER
 
 DEPLOYMENT = KINDS["Deployment"]
 
