@@ -35,7 +35,6 @@ from faults_support import (
     wait_gone,
     workload_images,
 )
-from test_controller_harness import ControllerProcess
 from test_modules_lab import adhoc
 from test_playbook_lab import BIN, recap, run_playbook, variables
 
@@ -43,6 +42,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.kube import Kube
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
 
 DEPLOYMENT = KINDS["Deployment"]
