@@ -1,4 +1,4 @@
-"""Build kube-apiserver, kube-controller-manager, etcd and kubectl from the pinned Go module.
+"""Build the lab's Kubernetes components, etcd and kubectl from the pinned Go module.
 
 Binaries are cached outside the clone under ``~/.cache/image-clone/bin/<key>/``;
 the key hashes go.mod and go.sum, so a changed pin rebuilds and an unchanged one
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 GO_MODULE = Path(__file__).resolve().parent / "kube"
-COMPONENTS = ("kube-apiserver", "kube-controller-manager", "etcd", "kubectl")
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl")
 
 
 def kubernetes_version() -> str:
@@ -53,7 +53,7 @@ def ensure_binaries(log=sys.stderr) -> Path:
     if shutil.which("go") is None:
         raise RuntimeError("the lab needs the Go toolchain to build kube-apiserver; 'go' is not on PATH")
     print(f"building {', '.join(COMPONENTS)} {kubernetes_version()} from Go modules "
-          f"(first time only: about 5 minutes on 2 cores) ...", file=log, flush=True)
+          f"(first time only: about 9 minutes on 2 cores) ...", file=log, flush=True)
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
