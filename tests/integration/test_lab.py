@@ -10,7 +10,7 @@ from kubernetes.client.rest import ApiException
 
 from lab.binaries import kubernetes_version
 from builders import eventually
-from lab.images import DIGEST_REFERENCED, OCI_INDEX, RUNNABLE_SEEDS, SEED_IMAGES, VANISHING
+from lab.images import DIGEST_REFERENCED, OCI_INDEX, RUNNABLE_SEEDS, RUNNABLE_VANISHING, SEED_IMAGES, VANISHING
 from lab.lab import COMPONENTS
 from lab.node import NODE_NAME, NODE_TAINT, PAUSE_REFERENCE
 
@@ -61,9 +61,10 @@ def test_controller_manager_reconciles_deployments(lab, kube, namespace):
 def test_source_registry_holds_the_seeded_images(lab):
     config = lab.config
     assert set(config.seeds) == {spec.ref_name for spec in SEED_IMAGES + RUNNABLE_SEEDS}
-    # The demo deletes this tag upstream on purpose; pushing it again restores the same digest.
-    assert lab.push_images(tuple(s for s in SEED_IMAGES if s.ref_name == VANISHING)) == {
-        VANISHING: config.seeds[VANISHING]}
+    # The demo deletes these tags upstream on purpose; pushing them again restores the same digests.
+    vanishing = (VANISHING, RUNNABLE_VANISHING)
+    assert lab.push_images(tuple(s for s in SEED_IMAGES + RUNNABLE_SEEDS if s.ref_name in vanishing)) == {
+        name: config.seeds[name] for name in vanishing}
     for ref_name, digest in config.seeds.items():
         inspected = lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"docker://{lab.source_image(ref_name)}")
         manifest = json.loads(inspected)
