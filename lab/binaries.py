@@ -53,7 +53,7 @@ def ensure_binaries(log=sys.stderr) -> Path:
     if shutil.which("go") is None:
         raise RuntimeError("the lab needs the Go toolchain to build kube-apiserver; 'go' is not on PATH")
     print(f"building {', '.join(COMPONENTS)} {kubernetes_version()} from Go modules "
-          f"(first time only: about 9 minutes on 2 cores) ...", file=log, flush=True)
+          f"(first time only: about 5 minutes on 2 cores) ...", file=log, flush=True)
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
