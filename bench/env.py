@@ -61,7 +61,7 @@ class BenchLab:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.lab = Lab(root / "lab")
+        self.lab = Lab(root / "lab", with_node=False)  # the benchmarks run no pods
         self._api: KubeApi | None = None
 
     # -- lifecycle ---------------------------------------------------------------------

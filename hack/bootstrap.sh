@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(skopeo docker-registry apache2-utils)
+# containerd, runc, the CNI plugins and busybox-static make the lab's node: it runs pods
+# whose images are built from Debian's static busybox.
+APT_PACKAGES=(skopeo docker-registry apache2-utils containerd runc containernetworking-plugins busybox-static)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -19,9 +21,12 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian's docker-registry package starts a system-wide registry on :5000; the lab runs its own.
-if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
-  systemctl disable --now docker-registry >/dev/null 2>&1 || true
-fi
+# Debian's containerd package likewise starts a system containerd; the lab's node runs its own.
+for service in docker-registry containerd; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done
 
 command -v go >/dev/null || { echo "bootstrap: the Go toolchain is required to build the lab's kube-apiserver" >&2; exit 1; }
 

@@ -1,9 +1,13 @@
-"""The demo on the local lab: sample workloads on public-style images, migrated by the playbook.
+"""The demo on the local lab: workloads whose pods really run, migrated by the playbook.
 
-It creates a namespace of workloads, runs ``ansible-playbook imageclone.backup.migrate``
-(discover, copy every image with all platforms and digests, verify, rewrite),
-prints a before/after table, then plays the disaster the product exists for: a
-tag deleted upstream, still served from the backup.
+It creates a namespace of workloads on images of the source registry (busybox
+inside, so the lab's node runs them) and waits for their pods to run, then runs
+``ansible-playbook imageclone.backup.migrate`` (discover, copy every image with all
+platforms and digests, verify, rewrite, wait for the new pods to be Ready) and
+prints a before/after table. Then the disaster the product exists for: upstream
+deletes a tag, the node forgets its cached copies and every pod restarts, and
+they all run again, pulled from the backup. Last, the controller catches a new
+Deployment and its pod runs from the backup too.
 """
 from __future__ import annotations
 
@@ -23,32 +27,40 @@ import_engine()
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
-from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference  # noqa: E402
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES  # noqa: E402
-from lab.images import DIGEST_REFERENCED, SEED_IMAGES, VANISHING  # noqa: E402
+from lab.images import RUNNABLE_BY_DIGEST, RUNNABLE_SEEDS, RUNNABLE_VANISHING, web_server_command  # noqa: E402
 from lab.lab import Lab  # noqa: E402
+from lab.node import node_pod_spec  # noqa: E402
+from lab.pods import image_ids, is_running, is_succeeded, owner_of, pods, wait_for_pods  # noqa: E402
+from lab.processes import free_port  # noqa: E402
 
 NAMESPACE = "demo"
+PULL_SECRET = "imageclone-backup-pull"
+TIMEOUT = 120
 
 
 def sample_workloads(lab: Lab) -> list[tuple[str, str, list[tuple[str, str]]]]:
     """(kind, name, [(container, image)]) for the demo namespace."""
-    redis_by_digest = f"{lab.config.source_registry}/library/redis@{lab.config.seeds[DIGEST_REFERENCED]}"
+    pinned = RUNNABLE_BY_DIGEST.split(":", 1)[0]
     return [
-        ("Deployment", "web", [("nginx", lab.source_image("library/nginx:1.27")),
-                               ("sidecar", lab.source_image("library/busybox:1.36"))]),
-        ("Deployment", "db", [("postgres", lab.source_image("library/postgres:16"))]),
-        ("Deployment", "ci", [("jenkins", lab.source_image("jenkins/jenkins:lts"))]),
-        ("Deployment", "cache", [("redis", redis_by_digest)]),
-        ("DaemonSet", "legacy-agent", [("agent", lab.source_image(VANISHING))]),
+        ("Deployment", "web", [("httpd", lab.source_image("runnable/httpd:1.0")),
+                               ("sidecar", lab.source_image("runnable/sleeper:1.0"))]),
+        ("Deployment", "worker", [("worker", lab.source_image("runnable/multiarch:1.0"))]),  # an image index
+        ("Deployment", "cache", [("cache", f"{lab.source_image(pinned)}@{lab.config.seeds[RUNNABLE_BY_DIGEST]}")]),
+        ("Deployment", "ci", [("runner", lab.source_image("runnable/sleeper:1.0"))]),
+        ("DaemonSet", "legacy-agent", [("agent", lab.source_image(RUNNABLE_VANISHING))]),
     ]
 
 
-def pod_template(name: str, containers: list[tuple[str, str]]) -> client.V1PodTemplateSpec:
-    return client.V1PodTemplateSpec(
-        metadata=client.V1ObjectMeta(labels={"app": name}),
-        spec=client.V1PodSpec(containers=[client.V1Container(name=c, image=i) for c, i in containers]),
-    )
+def pod_template(name: str, containers: list[tuple[str, str]]) -> dict:
+    """Pods the lab's node runs (host network, its toleration); httpd serves a free loopback port."""
+    specs = [{"name": c, "image": i} for c, i in containers]
+    for spec in specs:
+        if spec["name"] == "httpd":
+            port = free_port()
+            spec["command"] = web_server_command(port)
+            spec["readinessProbe"] = {"httpGet": {"path": "/", "port": port, "host": "127.0.0.1"}, "periodSeconds": 1}
+    return {"metadata": {"labels": {"app": name}}, "spec": node_pod_spec(specs)}
 
 
 def ensure_workloads(apps: client.AppsV1Api, lab: Lab) -> None:
@@ -59,19 +71,40 @@ def ensure_workloads(apps: client.AppsV1Api, lab: Lab) -> None:
         if error.status != 409:
             raise
     for kind, name, containers in sample_workloads(lab):
-        selector = client.V1LabelSelector(match_labels={"app": name})
-        template = pod_template(name, containers)
-        meta = client.V1ObjectMeta(name=name)
         try:
-            if kind == "Deployment":
-                apps.create_namespaced_deployment(NAMESPACE, client.V1Deployment(
-                    metadata=meta, spec=client.V1DeploymentSpec(replicas=1, selector=selector, template=template)))
-            else:
-                apps.create_namespaced_daemon_set(NAMESPACE, client.V1DaemonSet(
-                    metadata=meta, spec=client.V1DaemonSetSpec(selector=selector, template=template)))
+            create_workload(apps, kind, name, containers)
         except ApiException as error:
             if error.status != 409:
                 raise
+
+
+def create_workload(apps: client.AppsV1Api, kind: str, name: str, containers: list[tuple[str, str]]) -> None:
+    spec = {"selector": {"matchLabels": {"app": name}}, "template": pod_template(name, containers)}
+    body = {"metadata": {"name": name}, "spec": spec}
+    if kind == "Deployment":
+        # Recreate: on the host network a new httpd pod needs the old one's port.
+        spec.update(replicas=1, strategy={"type": "Recreate"})
+        apps.create_namespaced_deployment(NAMESPACE, {"apiVersion": "apps/v1", "kind": "Deployment", **body})
+    else:
+        apps.create_namespaced_daemon_set(NAMESPACE, {"apiVersion": "apps/v1", "kind": "DaemonSet", **body})
+
+
+def show_pods(lab: Lab, title: str, repository: str = "") -> list[dict]:
+    """Wait until every demo workload's pods run (from ``repository``, if given), then print their images."""
+    owners = {f"{kind}/{name}" for kind, name, _ in sample_workloads(lab)}
+
+    def settled(found: list[dict]) -> bool:
+        live = [p for p in found if not is_succeeded(p)]
+        return (owners <= {owner_of(p) for p in live if is_running(p)} and all(map(is_running, live))
+                and all(i.startswith(repository + "@") for p in live for i in image_ids(p) if repository))
+
+    found = wait_for_pods(lab, NAMESPACE, settled, f"every demo pod running {repository or 'from its image'}",
+                          TIMEOUT)
+    print(f"\n{title}")
+    rows = [(pod["metadata"]["name"], status["name"], "Running", _short(lab, image_id))
+            for pod in found for status, image_id in zip(pod["status"]["containerStatuses"], image_ids(pod))]
+    _table(("POD", "CONTAINER", "STATUS", "RUNNING IMAGE (as the node pulled it)"), rows)
+    return found
 
 
 def run_playbook(lab: Lab, backup_repository: str) -> None:
@@ -82,6 +115,9 @@ def run_playbook(lab: Lab, backup_repository: str) -> None:
         "imageclone_certs_dir": str(lab.certs_dir),
         "imageclone_kubeconfig": str(lab.kubeconfig),
         "imageclone_namespaces": [NAMESPACE],
+        "imageclone_pull_secret": PULL_SECRET,
+        "imageclone_wait": True,
+        "imageclone_wait_timeout": TIMEOUT,
         "ansible_python_interpreter": sys.executable,
     }
     bin_dir = Path(sys.executable).parent
@@ -98,18 +134,16 @@ def controller_rewrites_a_new_deployment(apps: client.AppsV1Api, lab: Lab, backu
     argv = [str(bin_dir / "imgCloneCtrl"), f"--backupRegistry={backup_repository}",
             f"--backupAuthFile={lab.backup_authfile}", f"--certsDir={lab.certs_dir}",
             f"--kubeconfig={lab.kubeconfig}", f"--namespace={NAMESPACE}", "--leaderElectionNamespace=default",
-            "--leaderElectionID=image-clone-demo", "--metricsAddr=127.0.0.1:0", "--logFormat=text"]
+            "--leaderElectionID=image-clone-demo", "--metricsAddr=127.0.0.1:0", "--logFormat=text",
+            f"--pullSecret={PULL_SECRET}"]
     log = lab.state / "logs" / "demo-controller.log"
     print(f"\n$ imgCloneCtrl --backupRegistry={backup_repository} --namespace={NAMESPACE} ...  (log: {log})")
     with open(log, "ab") as output:
         controller = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT, env=env)
     try:
         name = f"new-app-{int(time.time())}"
-        image = lab.source_image("library/postgres:16")
-        apps.create_namespaced_deployment(NAMESPACE, client.V1Deployment(
-            metadata=client.V1ObjectMeta(name=name),
-            spec=client.V1DeploymentSpec(replicas=1, selector=client.V1LabelSelector(match_labels={"app": name}),
-                                         template=pod_template(name, [("app", image)]))))
+        image = lab.source_image("runnable/sleeper:1.0")
+        create_workload(apps, "Deployment", name, [("app", image)])
         created = time.monotonic()
         print(f"created deployment/{name} with {_short(lab, image)}")
         deadline = created + 60
@@ -117,10 +151,18 @@ def controller_rewrites_a_new_deployment(apps: client.AppsV1Api, lab: Lab, backu
             now = apps.read_namespaced_deployment(name, NAMESPACE).spec.template.spec.containers[0].image
             if now != image:
                 print(f"the controller rewrote it after {time.monotonic() - created:.1f}s: {_short(lab, now)}")
-                apps.delete_namespaced_deployment(name, NAMESPACE)
-                return
+                break
             time.sleep(0.2)
-        raise RuntimeError(f"the controller did not rewrite deployment/{name} within 60s; see {log}")
+        else:
+            raise RuntimeError(f"the controller did not rewrite deployment/{name} within 60s; see {log}")
+        backup = now.rsplit("@", 1)[0].rsplit(":", 1)[0]
+        found = wait_for_pods(lab, NAMESPACE, lambda found: any(
+            is_running(p) and image_ids(p)[0].endswith(now.rsplit("@", 1)[1]) for p in found),
+            f"deployment/{name}'s pod running from the backup", TIMEOUT, selector=f"app={name}")
+        running = next(p for p in found if is_running(p))
+        print(f"its pod {running['metadata']['name']} runs {_short(lab, image_ids(running)[0])} "
+              f"(pulled from {_short(lab, backup)})")
+        apps.delete_namespaced_deployment(name, NAMESPACE)
     finally:
         controller.terminate()
         controller.wait(timeout=30)
@@ -141,15 +183,17 @@ def workload_images(apps: client.AppsV1Api, lab: Lab) -> dict[tuple[str, str, st
 
 def main() -> int:
     lab = Lab()
-    seeds = {spec.ref_name: spec for spec in SEED_IMAGES}
+    seeds = {spec.ref_name: spec for spec in RUNNABLE_SEEDS}
     try:
-        lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"docker://{lab.source_image(VANISHING)}")
+        lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}",
+                   f"docker://{lab.source_image(RUNNABLE_VANISHING)}")
     except RuntimeError:  # a previous demo deleted it upstream: put it back
-        lab.push_images((seeds[VANISHING],))
+        lab.push_images((seeds[RUNNABLE_VANISHING],))
 
     apps = client.AppsV1Api(config.new_client_from_config(config_file=str(lab.kubeconfig)))
     ensure_workloads(apps, lab)
     backup_repository = f"{lab.config.backup_registry}/imageclone/backup"
+    show_pods(lab, f"Pods in namespace '{NAMESPACE}' on the lab's node, before image-clone:")
 
     before = workload_images(apps, lab)
     run_playbook(lab, backup_repository)
@@ -162,12 +206,16 @@ def main() -> int:
           f"(source {lab.config.source_registry}, backup {lab.config.backup_registry})\n")
     _table(("WORKLOAD", "CONTAINER", "ORIGINAL IMAGE", "NOW (verified backup)", "THIS RUN"), rows)
 
-    lab.delete_source_tag(VANISHING)
-    legacy = parse_reference(after[("DaemonSet", "legacy-agent", "agent")][0])
-    lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
-               f"docker://{legacy.without_tag()}")
-    print(f"\nUpstream just deleted {VANISHING}; daemonset/legacy-agent still pulls it from the backup "
-          f"({_short(lab, str(legacy))}).")
+    lab.delete_source_tag(RUNNABLE_VANISHING)
+    print(f"\nUpstream just deleted {RUNNABLE_VANISHING}. The node forgets its cached images and every pod restarts:")
+    forgotten = lab.node.remove_images([image for pair in after.values() for image in pair])
+    print(f"  removed {len(forgotten)} image names from the node; deleting the pods in '{NAMESPACE}'")
+    lab.kubectl("delete", "pods", "--all", "-n", NAMESPACE, "--wait=false")
+    time.sleep(1)
+    found = show_pods(lab, "Pods after the restart: every image pulled again, from the backup:", backup_repository)
+    legacy = next(p for p in found if owner_of(p) == "DaemonSet/legacy-agent" and is_running(p))
+    print(f"\ndaemonset/legacy-agent runs {RUNNABLE_VANISHING}, which upstream deleted: its new pod still pulls it "
+          f"from the backup ({_short(lab, image_ids(legacy)[0])}).")
 
     controller_rewrites_a_new_deployment(apps, lab, backup_repository)
     return 0

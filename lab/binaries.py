@@ -1,4 +1,4 @@
-"""Build kube-apiserver, kube-controller-manager, etcd and kubectl from the pinned Go module.
+"""Build the lab's Kubernetes components, etcd and kubectl from the pinned Go module.
 
 Binaries are cached outside the clone under ``~/.cache/image-clone/bin/<key>/``;
 the key hashes go.mod and go.sum, so a changed pin rebuilds and an unchanged one
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 GO_MODULE = Path(__file__).resolve().parent / "kube"
-COMPONENTS = ("kube-apiserver", "kube-controller-manager", "etcd", "kubectl")
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl")
 
 
 def kubernetes_version() -> str:

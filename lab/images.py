@@ -32,19 +32,56 @@ class Layer:
     def tar_gz(self) -> tuple[bytes, str]:
         """Return the compressed layer and the digest of its uncompressed tar (the diff ID)."""
         payload = _pseudo_random(self.name, self.size)
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for path, data in ((f"opt/{self.name}/payload.bin", payload), (f"etc/{self.name}.conf", self.name.encode())):
-                info = tarfile.TarInfo(path)
-                info.size = len(data)
-                info.mtime = 0
-                info.mode = 0o644
-                archive.addfile(info, io.BytesIO(data))
-        tar_bytes = raw.getvalue()
-        compressed = io.BytesIO()
-        with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as gz:
-            gz.write(tar_bytes)
-        return compressed.getvalue(), _digest(tar_bytes)
+        return _tar_gz(_file(f"opt/{self.name}/payload.bin", payload),
+                       _file(f"etc/{self.name}.conf", self.name.encode()))
+
+
+BUSYBOX_BINARY = Path("/bin/busybox")  # Debian's busybox-static: one static binary, every applet
+
+
+@dataclass(frozen=True)
+class BusyboxLayer:
+    """A layer that really runs: Debian's static busybox as /bin/busybox, its applets as links.
+
+    Its bytes follow the installed binary, so the digest is stable on one machine and
+    changes with a busybox upgrade; the deterministic seeds above never use it.
+    """
+
+    applets: tuple[str, ...] = ("sh", "sleep", "httpd", "true", "echo", "cat", "wget")
+    web_page: str = "image-clone lab\n"
+
+    def tar_gz(self) -> tuple[bytes, str]:
+        if not BUSYBOX_BINARY.is_file():
+            raise RuntimeError(f"{BUSYBOX_BINARY} is missing: install Debian's busybox-static (hack/bootstrap.sh does)")
+        members = [_file("bin/busybox", BUSYBOX_BINARY.read_bytes(), 0o755)]
+        members += [_symlink(f"bin/{applet}", "busybox") for applet in self.applets]
+        members.append(_file("var/www/index.html", self.web_page.encode()))
+        return _tar_gz(*members)
+
+
+def _file(path: str, data: bytes, mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(path)
+    info.size, info.mtime, info.mode = len(data), 0, mode
+    return info, data
+
+
+def _symlink(path: str, target: str) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(path)
+    info.type, info.linkname, info.mtime, info.mode = tarfile.SYMTYPE, target, 0, 0o777
+    return info, None
+
+
+def _tar_gz(*members: tuple[tarfile.TarInfo, bytes | None]) -> tuple[bytes, str]:
+    """A gzip'd tar of ``members`` with fixed metadata, and the digest of the plain tar (the diff ID)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    tar_bytes = raw.getvalue()
+    compressed = io.BytesIO()
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as gz:
+        gz.write(tar_bytes)
+    return compressed.getvalue(), _digest(tar_bytes)
 
 
 @dataclass(frozen=True)
@@ -53,9 +90,10 @@ class ImageSpec:
 
     repository: str
     tag: str
-    layers: tuple[Layer, ...]
+    layers: tuple[Layer | BusyboxLayer, ...]
     platforms: tuple[str, ...] = ("amd64",)
     command: tuple[str, ...] = ("/bin/sh",)
+    env: tuple[str, ...] = ()
 
     @property
     def ref_name(self) -> str:
@@ -126,7 +164,8 @@ class OciLayout:
                 "architecture": arch,
                 "os": "linux",
                 "created": _CREATED,
-                "config": {"Cmd": list(spec.command)},
+                # Env only when set, so the deterministic seeds keep their digests.
+                "config": {"Cmd": list(spec.command), **({"Env": list(spec.env)} if spec.env else {})},
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
             }
         )
@@ -186,3 +225,36 @@ def synthetic_images(count: int, multi_platform_every: int = 4) -> tuple[ImageSp
         )
         for number in range(count)
     )
+
+
+# Images that run on the lab's node (amd64): busybox-static in a layer of its own.
+RUNNABLE_PATH = ("PATH=/bin",)
+SLEEPER = ("sleep", "86400")
+
+
+def runnable_image(repository: str, tag: str = "1.0", platforms: tuple[str, ...] = ("amd64",),
+                   command: tuple[str, ...] = SLEEPER) -> ImageSpec:
+    """An image whose amd64 manifest runs ``command`` with busybox; other platforms are stand-ins."""
+    return ImageSpec(repository, tag, (BusyboxLayer(),), platforms=platforms, command=command, env=RUNNABLE_PATH)
+
+
+def web_server_command(port: int) -> list[str]:
+    """busybox httpd in the foreground on ``port`` of 127.0.0.1 (pods share the node's loopback)."""
+    return ["httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", "/var/www"]
+
+
+# Seeded next to SEED_IMAGES: images the node runs, in the shapes workloads use.
+RUNNABLE_SEEDS: tuple[ImageSpec, ...] = (
+    runnable_image("runnable/sleeper"),
+    # An index whose amd64 entry is the one the node picks and runs.
+    runnable_image("runnable/multiarch", platforms=("amd64", "arm64")),
+    # Workloads reference this one by digest.
+    runnable_image("runnable/pinned"),
+    runnable_image("runnable/httpd", command=tuple(web_server_command(8080))),
+    # The demo deletes this tag upstream while a workload runs it.
+    runnable_image("runnable/vanishing"),
+)
+RUNNABLE_BY_DIGEST = "runnable/pinned:1.0"
+RUNNABLE_VANISHING = "runnable/vanishing:1.0"
+# The node's pod sandbox ("pause") image: imported into containerd, never pulled.
+PAUSE_IMAGE = runnable_image("lab/pause", "1.0", command=("sleep", "2147483647"))

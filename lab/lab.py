@@ -1,4 +1,8 @@
-"""The local lab: etcd, kube-apiserver, kube-controller-manager and two registries on loopback.
+"""The local lab: a one-node Kubernetes cluster and two registries, on loopback.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler make the control
+plane; containerd and a kubelet make the node (see ``lab/node.py``); two TLS
+registries stand in for a public upstream and the backup.
 
 State lives in one directory (``$IMAGECLONE_LAB_DIR``, default ``<repo>/.lab``):
 certificates, kubeconfigs, etcd data, registry storage, logs and ``lab.json``,
@@ -24,7 +28,8 @@ from pathlib import Path
 import yaml
 
 from lab.binaries import ensure_binaries, kubernetes_version
-from lab.images import SEED_IMAGES, ImageSpec, OciLayout
+from lab.images import RUNNABLE_SEEDS, SEED_IMAGES, ImageSpec, OciLayout
+from lab.node import NODE_NAME, Node
 from lab.pki import CertificateAuthority, Identity, write_private
 from lab.processes import Daemons, free_port, wait_until
 
@@ -46,7 +51,13 @@ AUDIT_POLICY = {
     ],
 }
 # Bring-up order; teardown runs in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "registry-source", "registry-backup")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+              "registry-source", "registry-backup", "containerd", "kubelet")
+# What makes pods run; a lab without them (with_node=False) keeps every pod Pending.
+NODE_COMPONENTS = ("kube-scheduler", "containerd", "kubelet")
+# Each gets a free port when the lab is first created (a lab made before one existed gets it on 'up').
+PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+         "registry-source", "registry-backup", "kubelet", "kubelet-healthz")
 
 
 def default_state_dir() -> Path:
@@ -76,14 +87,20 @@ class LabConfig:
 
 
 class Lab:
-    """One lab instance rooted at ``state``."""
+    """One lab instance rooted at ``state``.
 
-    def __init__(self, state: Path | None = None) -> None:
+    ``with_node=False`` leaves out the scheduler and the node: the tests' private
+    labs need only the API and the registries, and the machine runs one node.
+    """
+
+    def __init__(self, state: Path | None = None, with_node: bool = True) -> None:
         self.state = state or default_state_dir()
+        self.components = COMPONENTS if with_node else tuple(c for c in COMPONENTS if c not in NODE_COMPONENTS)
         self.daemons = Daemons(self.state)
         self.pki_dir = self.state / "pki"
         self.certs_dir = self.state / "certs.d"
         self.kubeconfig = self.state / "kubeconfig"
+        self.node = Node(self.state)
         self.limited_kubeconfig = self.state / "kubeconfig-limited"
         self.backup_authfile = self.state / "backup-auth.json"
         self.backup_password_file = self.state / "backup-password"
@@ -109,9 +126,11 @@ class Lab:
         if self._config_file.exists():
             config = self.config
             config.bin_dir = str(bin_dir)
-            return config
-        ports = {name: free_port() for name in (*COMPONENTS, "etcd-peer")}
-        return LabConfig(kubernetes_version=kubernetes_version(), bin_dir=str(bin_dir), ports=ports)
+        else:
+            config = LabConfig(kubernetes_version=kubernetes_version(), bin_dir=str(bin_dir), ports={})
+        for name in PORTS:
+            config.ports.setdefault(name, free_port())
+        return config
 
     def ca_cert(self) -> Path:
         return self.pki_dir / "ca.crt"
@@ -130,25 +149,34 @@ class Lab:
         self._ensure_etcd(config, bin_dir)
         self._ensure_apiserver(config, bin_dir, identities)
         self._ensure_controller_manager(config, bin_dir)
+        if "kube-scheduler" in self.components:
+            self._ensure_scheduler(config, bin_dir)
         self._ensure_registry("registry-source", config, identities["registry"], authenticated=False)
         self._ensure_registry("registry-backup", config, identities["registry"], authenticated=True)
         if not config.seeds:
-            config.seeds = self.push_images(SEED_IMAGES)
+            config.seeds = self.push_images(SEED_IMAGES + RUNNABLE_SEEDS)
             self._save(config)
+        if "kubelet" in self.components:
+            self._ensure_containerd(config)
+            self._ensure_kubelet(config, bin_dir, identities)
         (self.state / "env.sh").write_text("\n".join(self.env_lines()) + "\n")
         return config
 
     def down(self) -> None:
-        """Stop every component and remove the lab's state."""
-        for name in reversed(COMPONENTS):
+        """Stop every component, the node's containers and mounts included, and remove the lab's state."""
+        for name in reversed(self.components):
+            if name == "containerd":
+                self.node.stop_containers()
             self.daemons.stop(name)
+            if name == "containerd":
+                self.node.clean_up()
         if self.state.exists():
             shutil.rmtree(self.state)
 
     def status(self) -> dict[str, str]:
         """Each component: ``running (pid N)`` or ``stopped``."""
         result = {}
-        for name in COMPONENTS:
+        for name in self.components:
             pid = self.daemons.pid(name)
             result[name] = f"running (pid {pid})" if pid else "stopped"
         return result
@@ -184,6 +212,10 @@ class Lab:
             "admin": ca.issue("admin", "lab-admin", organization="system:masters", client=True),
             "limited": ca.issue("limited", "lab-limited", client=True),
             "controller-manager": ca.issue("controller-manager", "system:kube-controller-manager", client=True),
+            "scheduler": ca.issue("scheduler", "system:kube-scheduler", client=True),
+            # The kubelet is a node: the Node authorizer and NodeRestriction limit it to its own pods.
+            "node": ca.issue("node", f"system:node:{NODE_NAME}", organization="system:nodes", client=True),
+            "kubelet-serving": ca.issue("kubelet-serving", NODE_NAME, hosts=("127.0.0.1", "localhost", NODE_NAME)),
             "service-accounts": ca.service_account_keys(),
         }
 
@@ -215,7 +247,8 @@ class Lab:
                 f"--secure-port={config.ports[name]}",
                 f"--tls-cert-file={ids['apiserver'].cert}", f"--tls-private-key-file={ids['apiserver'].key}",
                 f"--client-ca-file={self.ca_cert()}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={ids['service-accounts'].cert}",
                 f"--service-account-signing-key-file={ids['service-accounts'].key}",
@@ -230,6 +263,8 @@ class Lab:
         self._write_kubeconfig(self.limited_kubeconfig, config, ids["limited"], "lab-limited")
         self._write_kubeconfig(self.state / "kubeconfig-controller-manager", config,
                                ids["controller-manager"], "kube-controller-manager")
+        self._write_kubeconfig(self.state / "kubeconfig-scheduler", config, ids["scheduler"], "kube-scheduler")
+        self._write_kubeconfig(self.state / "kubeconfig-node", config, ids["node"], f"system:node:{NODE_NAME}")
         context = _client_tls(self.ca_cert(), ids["admin"])
         wait_until(lambda: _http_ok(f"{config.apiserver_url}/readyz", context), name, 120,
                    self.daemons.log_file(name))
@@ -238,14 +273,9 @@ class Lab:
         name = "kube-controller-manager"
         if self.daemons.pid(name):
             return
-        kubeconfig = self.state / "kubeconfig-controller-manager"
         self.daemons.start(name, [
-            str(bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={config.ports[name]}",
-            f"--cert-dir={self.state / 'controller-manager'}",
-            "--leader-elect=false", "--use-service-account-credentials=true",
+            *self._control_plane_argv(name, config, bin_dir, "controller-manager"),
+            "--use-service-account-credentials=true",
             f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
             f"--root-ca-file={self.ca_cert()}",
             "--cluster-name=image-clone-lab",
@@ -253,6 +283,58 @@ class Lab:
         # The controller manager is useful once it has created the default service account.
         wait_until(lambda: self._kubectl_ok("get", "serviceaccount", "default", "-n", "default"),
                    name, 90, self.daemons.log_file(name))
+
+    def _control_plane_argv(self, name: str, config: LabConfig, bin_dir: Path, short_name: str) -> list[str]:
+        """The flags kube-controller-manager and kube-scheduler share: identity, loopback port, one instance."""
+        kubeconfig = self.state / f"kubeconfig-{short_name}"
+        return [
+            str(bin_dir / name),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={config.ports[name]}",
+            f"--cert-dir={self.state / short_name}",
+            "--leader-elect=false",
+        ]
+
+    def _ensure_scheduler(self, config: LabConfig, bin_dir: Path) -> None:
+        name = "kube-scheduler"
+        if self.daemons.pid(name):
+            return
+        self.daemons.start(name, self._control_plane_argv(name, config, bin_dir, "scheduler"))
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # it serves a self-signed certificate
+        wait_until(lambda: _http_ok(f"https://127.0.0.1:{config.ports[name]}/healthz", context), name, 60,
+                   self.daemons.log_file(name))
+
+    def _ensure_containerd(self, config: LabConfig) -> None:
+        name = "containerd"
+        if not self.daemons.pid(name):
+            settings = self.node.containerd_config([config.source_registry, config.backup_registry], self.ca_cert())
+            self.daemons.start(name, ["containerd", f"--config={settings}"])
+        wait_until(self.node.containerd_ready, name, 30, self.daemons.log_file(name))
+        self.node.import_pause_image()
+
+    def _ensure_kubelet(self, config: LabConfig, bin_dir: Path, ids: dict[str, Identity]) -> None:
+        name = "kubelet"
+        if not self.daemons.pid(name):
+            settings = self.node.kubelet_config(self.ca_cert(), ids["kubelet-serving"].cert, ids["kubelet-serving"].key,
+                                                config.ports[name], config.ports["kubelet-healthz"])
+            self.daemons.start(name, [
+                str(bin_dir / "kubelet"),
+                f"--config={settings}",
+                f"--kubeconfig={self.state / 'kubeconfig-node'}",
+                f"--root-dir={self.node.kubelet_dir}",
+                f"--cert-dir={self.node.kubelet_dir / 'pki'}",
+                f"--hostname-override={NODE_NAME}",
+                "--node-ip=127.0.0.1",
+            ])
+        wait_until(self.node_ready, name, 120, self.daemons.log_file(name))
+
+    def node_ready(self) -> bool:
+        """Whether the node reports Ready to the API server."""
+        result = self.kubectl("get", "node", NODE_NAME, "-o",
+                              "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
+        return result.returncode == 0 and result.stdout.strip() == "True"
 
     def _ensure_registry(self, name: str, config: LabConfig, tls: Identity, authenticated: bool) -> None:
         if self.daemons.pid(name):
@@ -339,7 +421,7 @@ class Lab:
         log = self.daemons.log_file(name)
         if not log.exists():
             return []
-        requests = [RegistryRequest(m["method"], m["path"], int(m["status"]))
+        requests = [RegistryRequest(m["method"], m["path"], int(m["status"]), m["agent"] or "")
                     for m in _ACCESS_LOG.finditer(log.read_text(errors="replace"))]
         if repository is None:
             return requests
@@ -389,7 +471,8 @@ class Lab:
         write_private(path, yaml.safe_dump(document).encode())
 
 
-_ACCESS_LOG = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ', re.M)
+_ACCESS_LOG = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
+                         r'(?:\S+ "[^"]*" "(?P<agent>[^"]*)")?', re.M)
 
 
 @dataclass(frozen=True)
@@ -399,6 +482,12 @@ class RegistryRequest:
     method: str
     path: str
     status: int
+    user_agent: str = ""
+
+    @property
+    def by_node(self) -> bool:
+        """Whether the lab's node (its containerd) made the request, pulling for a pod."""
+        return self.user_agent.startswith("containerd/")
 
 
 def _client_tls(ca: Path, identity: Identity) -> ssl.SSLContext:

@@ -62,7 +62,8 @@ options:
   wait:
     description:
       - Whether to wait, after writing, until the rollout of every written Deployment, DaemonSet and StatefulSet is
-        complete (its controller has seen the change and all desired pods run the new template).
+        complete (its controller has seen the change, all desired pods run the new template, no old pod is left
+        and the new pods are available, that is Ready).
       - The task fails when O(wait_timeout) passes first; the workloads stay rewritten.
       - Never waits in check mode.
     type: bool
@@ -345,18 +346,29 @@ def rewrite_all(engine, workloads):
 
 
 def rollout_pending(kind_name, obj, generation):
-    """Why the rollout of ``obj`` (written at ``generation``) is not complete yet, or None when it is."""
+    """Why the rollout of ``obj`` (written at ``generation``) is not complete yet, or None when it is.
+
+    Complete means what ``kubectl rollout status`` means: every wanted pod runs the new
+    template, no old pod is left, and the new pods are available (Ready).
+    """
     metadata, spec, status = (obj.get(field) or {} for field in ("metadata", "spec", "status"))
     wanted = max(generation or 0, metadata.get("generation") or 0)
     if (status.get("observedGeneration") or 0) < wanted:
         return f"its controller has not observed generation {wanted} yet"
     if kind_name == "DaemonSet":
-        desired, updated = status.get("desiredNumberScheduled") or 0, status.get("updatedNumberScheduled") or 0
+        desired = status.get("desiredNumberScheduled") or 0
+        updated, ready, total = status.get("updatedNumberScheduled") or 0, status.get("numberAvailable") or 0, desired
     else:
         replicas = spec.get("replicas")
-        desired, updated = (1 if replicas is None else replicas), status.get("updatedReplicas") or 0
+        desired = 1 if replicas is None else replicas
+        updated, total = status.get("updatedReplicas") or 0, status.get("replicas") or 0
+        ready = status.get("availableReplicas" if kind_name == "Deployment" else "readyReplicas") or 0
     if updated < desired:
         return f"{updated} of {desired} pod(s) run the new template"
+    if total > updated:
+        return f"{total - updated} old pod(s) still to be replaced"
+    if ready < desired:
+        return f"{ready} of {desired} new pod(s) ready"
     return None
 
 

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import random
-import signal
 import tarfile
 import threading
 import time
@@ -36,6 +35,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.images import ImageSpec, Layer, _digest
 from lab.lab import _ACCESS_LOG, BACKUP_USER, Lab, RegistryRequest
+from lab.processes import alive as _alive, kill  # noqa: F401 (the fault tests import kill from here)
 
 AUTH_DIR_PREFIX = "imageclone-auth-"
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
@@ -56,7 +56,7 @@ def isolated_lab(request, tmp_path_factory) -> Lab:
     """
     lab = _ISOLATED.get("lab")
     if lab is None:
-        lab = Lab(tmp_path_factory.mktemp("faults-isolated") / "lab")
+        lab = Lab(tmp_path_factory.mktemp("faults-isolated") / "lab", with_node=False)
         request.config.add_cleanup(lab.down)
         _ISOLATED["lab"] = lab
     lab.up()
@@ -209,26 +209,6 @@ def wait_for_skopeo_copy(watch: ProcessWatch, match: str, timeout: float = 60.0)
                 return process
         time.sleep(0.005)
     raise AssertionError(f"no skopeo copy of {match} was seen within {timeout}s")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
-
-
-def kill(pid: int) -> None:
-    """SIGKILL one process we started (or that one of our processes started), by pid."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def wait_gone(pid: int, timeout: float = 30.0) -> bool:

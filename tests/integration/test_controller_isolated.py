@@ -29,7 +29,7 @@ POD = Resource("Pod", "v1", "pods")
 def iso(tmp_path_factory):
     from lab.lab import Lab
 
-    lab = Lab(tmp_path_factory.mktemp("isolated") / "lab")
+    lab = Lab(tmp_path_factory.mktemp("isolated") / "lab", with_node=False)
     started = time.monotonic()
     lab.up()
     record("isolated lab up (s)", round(time.monotonic() - started, 1))

@@ -23,5 +23,6 @@ def test_demo_migrates_then_finds_nothing_to_do_and_the_controller_rewrites_a_ne
     assert "workloads: 5 (rewritten 0, unchanged 5, blocked 0, failed 0)" in output
     assert "WORKLOAD" in output and "daemonset/legacy-agent" in output
     assert "still pulls it from the backup" in output
-    assert "the controller rewrote it after" in output
+    assert "Pods after the restart: every image pulled again, from the backup:" in output
+    assert "the controller rewrote it after" in output and "(pulled from <backup>/imageclone/backup)" in output
     assert lab.backup_password() not in output

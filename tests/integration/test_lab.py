@@ -10,7 +10,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from lab.binaries import kubernetes_version
-from lab.images import DIGEST_REFERENCED, OCI_INDEX, SEED_IMAGES, VANISHING
+from builders import eventually
+from lab.images import DIGEST_REFERENCED, OCI_INDEX, RUNNABLE_SEEDS, RUNNABLE_VANISHING, SEED_IMAGES, VANISHING
+from lab.lab import COMPONENTS
+from lab.node import NODE_NAME, NODE_TAINT, PAUSE_REFERENCE
 
 
 def test_apiserver_reports_the_pinned_version(lab):
@@ -58,10 +61,11 @@ def test_controller_manager_reconciles_deployments(lab, kube, namespace):
 
 def test_source_registry_holds_the_seeded_images(lab):
     config = lab.config
-    assert set(config.seeds) == {spec.ref_name for spec in SEED_IMAGES}
-    # The demo deletes this tag upstream on purpose; pushing it again restores the same digest.
-    assert lab.push_images(tuple(s for s in SEED_IMAGES if s.ref_name == VANISHING)) == {
-        VANISHING: config.seeds[VANISHING]}
+    assert set(config.seeds) == {spec.ref_name for spec in SEED_IMAGES + RUNNABLE_SEEDS}
+    # The demo deletes these tags upstream on purpose; pushing them again restores the same digests.
+    vanishing = (VANISHING, RUNNABLE_VANISHING)
+    assert lab.push_images(tuple(s for s in SEED_IMAGES + RUNNABLE_SEEDS if s.ref_name in vanishing)) == {
+        name: config.seeds[name] for name in vanishing}
     for ref_name, digest in config.seeds.items():
         inspected = lab.skopeo("inspect", "--raw", f"--cert-dir={lab.certs_dir}", f"docker://{lab.source_image(ref_name)}")
         manifest = json.loads(inspected)
@@ -139,3 +143,42 @@ def _client_for(kubeconfig):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+# -- the node ------------------------------------------------------------------------------------
+
+
+def test_status_lists_every_component_running(lab):
+    status = lab.status()
+    assert list(status) == list(COMPONENTS)
+    assert {"kube-scheduler", "containerd", "kubelet"} <= set(status)
+    assert all(state.startswith("running (pid ") for state in status.values()), status
+
+
+def test_the_node_is_ready_on_loopback_and_tainted(lab):
+    node = json.loads(lab.kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
+    assert lab.node_ready()
+    assert [{k: t[k] for k in ("key", "value", "effect")} for t in node["spec"]["taints"]] == [NODE_TAINT]
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == kubernetes_version()
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://1.")
+    assert PAUSE_REFERENCE in lab.node.images(), "the sandbox image is imported, never pulled"
+
+
+def test_the_kubelet_and_the_scheduler_have_their_own_limited_identities(lab):
+    def can_i(kubeconfig: str, *args: str) -> str:
+        return lab.kubectl("auth", "can-i", *args, kubeconfig=lab.state / kubeconfig).stdout.split(" ", 1)[0].strip()
+
+    assert can_i("kubeconfig-node", "get", f"nodes/{NODE_NAME}") == "yes"
+    assert can_i("kubeconfig-node", "list", "secrets", "--all-namespaces") == "no"
+    assert can_i("kubeconfig-node", "create", "deployments", "-n", "default") == "no"
+    assert can_i("kubeconfig-scheduler", "create", "pods", "--subresource=binding", "-n", "default") == "yes"
+    assert can_i("kubeconfig-scheduler", "get", "secrets", "-n", "default") == "no"
+    # NodeRestriction: a node may not change another node.
+    other = lab.kubectl("label", "node", NODE_NAME, "imageclone.io/touched=yes", "--overwrite",
+                        kubeconfig=lab.state / "kubeconfig-node")
+    assert other.returncode == 0, other.stderr  # its own labels: allowed
+    assert lab.kubectl("label", "node", NODE_NAME, "imageclone.io/touched-", kubeconfig=lab.state / "kubeconfig-node"
+                       ).returncode == 0
+    forged = lab.kubectl("label", "node", NODE_NAME, "node-restriction.kubernetes.io/forged=yes",
+                         kubeconfig=lab.state / "kubeconfig-node")
+    assert forged.returncode != 0 and "is not allowed to modify labels" in forged.stderr, forged.stderr

@@ -37,8 +37,11 @@ def admin(lab) -> KubeApi:
 
 @pytest.fixture
 def create(lab, admin, namespace):
-    def make(kind: str, name: str, **images: str) -> None:
-        admin.create(KINDS[kind], namespace, manifest(kind, name, pod_spec(lab, kind, **images)))
+    def make(kind: str, name: str, replicas: int | None = None, **images: str) -> None:
+        body = manifest(kind, name, pod_spec(lab, kind, **images))
+        if replicas is not None:
+            body["spec"]["replicas"] = replicas
+        admin.create(KINDS[kind], namespace, body)
 
     return make
 
@@ -166,7 +169,10 @@ def test_workload_images_info_lists_a_namespace_with_states(lab, backup, namespa
 
 
 def test_rewrite_check_apply_rerun_and_revert(lab, backup, namespace, create, admin, tmp_path):
-    for kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob"):
+    # No Deployment replica: these pods would stay Pending, and the rewrite below waits for
+    # rollouts (pods turning Ready on the lab's node is tests/integration/test_node_e2e.py's job).
+    create("Deployment", "deployment", replicas=0)
+    for kind in ("StatefulSet", "DaemonSet", "CronJob"):
         create(kind, kind.lower())
     adhoc(tmp_path, "image_backup", {**backup, "images": [lab.source_image(i) for i in (NGINX, REDIS, BUSYBOX)]})
     originals = {kind: pod_spec_of(admin, kind, namespace, kind.lower())

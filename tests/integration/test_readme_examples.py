@@ -14,6 +14,7 @@ from builders import manifest, pod_spec
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
+from lab.node import node_pod_spec
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,19 +43,22 @@ def rewritten(lab, namespace: str, repository: str) -> bool:
     return all(c["image"].startswith(repository + ":") for c in obj["spec"]["template"]["spec"]["containers"])
 
 
-def create_web(lab, namespace: str) -> None:
+def create_web(lab, namespace: str, runs: bool = False) -> None:
+    """Deployment ``web``; with ``runs``, its pod really runs on the lab's node (a busybox image)."""
     api = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
-    api.create(KINDS["Deployment"], namespace, manifest("Deployment", "web", pod_spec(lab, "Deployment")))
+    spec = (node_pod_spec([{"name": "main", "image": lab.source_image("runnable/sleeper:1.0")}]) if runs
+            else pod_spec(lab, "Deployment"))
+    api.create(KINDS["Deployment"], namespace, manifest("Deployment", "web", spec))
 
 
 def test_the_minimal_playbook_runs(lab, namespace, tmp_path):
-    create_web(lab, namespace)
+    create_web(lab, namespace, runs=True)  # the playbook waits for its new pod to be Ready
     repository = f"{lab.config.backup_registry}/readme/{uuid.uuid4().hex[:8]}"
     secrets = tmp_path / "vault.json"  # stands in for a vault file: the password stays off argv
     secrets.write_text(json.dumps({"vault_backup_password": lab.backup_password()}))
     overrides = {"imageclone_backup_registry": repository, "imageclone_backup_username": "imageclone",
                  "imageclone_kubeconfig": str(lab.kubeconfig), "imageclone_certs_dir": str(lab.certs_dir),
-                 "imageclone_namespaces": [namespace]}
+                 "imageclone_namespaces": [namespace], "imageclone_wait_timeout": 120}
     output = run(lab, readme_playbooks()[0], tmp_path, "-e", f"@{secrets}", "-e", json.dumps(overrides))
     assert "rewritten 1" in output
     assert rewritten(lab, namespace, repository)

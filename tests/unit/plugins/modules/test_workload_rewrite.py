@@ -187,8 +187,10 @@ def test_reverted_restores_the_original_images_exactly(run_module, lab, args, cr
 
 @pytest.mark.usefixtures("backed_up")
 def test_waits_for_rollouts(run_module, args, create):
-    create("Deployment", "web")  # one replica: done once the new ReplicaSet's pod exists
-    create("StatefulSet", "db")  # no replicas: done once observed
+    # No replicas: done once observed. Waiting for pods to become Ready on the lab's node is
+    # proven in tests/integration/test_node_e2e.py; these pods would stay Pending.
+    create("Deployment", "web", replicas=0)
+    create("StatefulSet", "db")
     run = run_module(workload_rewrite, {**args, "wait": True, "wait_timeout": 60})
     assert not run.failed and run.result["summary"]["rewritten"] == 2
 
@@ -215,12 +217,24 @@ def test_check_mode_never_waits(run_module, args, create):
     ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
                     "status": {"observedGeneration": 2, "updatedReplicas": 2}}, "2 of 3 pod(s)"),
     ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
-                    "status": {"observedGeneration": 2, "updatedReplicas": 3}}, None),
+                    "status": {"observedGeneration": 2, "updatedReplicas": 3, "replicas": 4}}, "1 old pod(s)"),
+    ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
+                    "status": {"observedGeneration": 2, "updatedReplicas": 3, "availableReplicas": 2}},
+     "2 of 3 new pod(s) ready"),
+    ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
+                    "status": {"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}},
+     None),
+    ("StatefulSet", {"metadata": {"generation": 5}, "spec": {"replicas": 2},
+                     "status": {"observedGeneration": 5, "updatedReplicas": 2, "readyReplicas": 1}},
+     "1 of 2 new pod(s) ready"),
     ("StatefulSet", {"metadata": {"generation": 5}, "spec": {"replicas": 0}, "status": {"observedGeneration": 5}},
      None),
     ("StatefulSet", {"metadata": {"generation": 5}, "spec": {}, "status": {"observedGeneration": 5}}, "0 of 1 pod(s)"),
     ("DaemonSet", {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "desiredNumberScheduled": 4,
-                                                             "updatedNumberScheduled": 4}}, None),
+                                                             "updatedNumberScheduled": 4, "numberAvailable": 4}}, None),
+    ("DaemonSet", {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "desiredNumberScheduled": 4,
+                                                             "updatedNumberScheduled": 4, "numberAvailable": 3}},
+     "3 of 4 new pod(s) ready"),
     ("DaemonSet", {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "desiredNumberScheduled": 4,
                                                              "updatedNumberScheduled": 1}}, "1 of 4 pod(s)"),
 ])
