@@ -31,7 +31,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from lab.images import RUNNABLE_BY_DIGEST, RUNNABLE_SEEDS, RUNNABLE_VANISHING, web_server_command  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 from lab.node import node_pod_spec  # noqa: E402
-from lab.pods import image_ids, is_running, is_succeeded, owner_of, pods, wait_for_pods  # noqa: E402
+from lab.pods import image_ids, is_running, is_succeeded, owner_of, wait_for_pods  # noqa: E402
 from lab.processes import free_port  # noqa: E402
 
 NAMESPACE = "demo"
@@ -102,7 +102,8 @@ def show_pods(lab: Lab, title: str, repository: str = "") -> list[dict]:
                           TIMEOUT)
     print(f"\n{title}")
     rows = [(pod["metadata"]["name"], status["name"], "Running", _short(lab, image_id))
-            for pod in found for status, image_id in zip(pod["status"]["containerStatuses"], image_ids(pod))]
+            for pod in found
+            for status, image_id in zip(pod["status"]["containerStatuses"], image_ids(pod), strict=False)]
     _table(("POD", "CONTAINER", "STATUS", "RUNNING IMAGE (as the node pulled it)"), rows)
     return found
 
@@ -230,7 +231,7 @@ def _short(lab: Lab, reference: str) -> str:
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     for row in (header, tuple("-" * w for w in widths), *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
 
 
 if __name__ == "__main__":

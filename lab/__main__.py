@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  kube-apiserver   {config.apiserver_url}  ({config.kubernetes_version})")
         print(f"  source registry  https://{config.source_registry}  (anonymous, {len(config.seeds)} seeded images)")
         print(f"  backup registry  https://{config.backup_registry}  (htpasswd, auth file {lab.backup_authfile})")
-        print(f"  node             {NODE_NAME}  (containerd {lab.node.socket}; pods need hostNetwork and its toleration)")
+        print(f"  node             {NODE_NAME}  (containerd {lab.node.socket}; "
+              "pods need hostNetwork and its toleration)")
         print("  use it:          eval \"$(python -m lab env)\" && kubectl get ns")
     elif args.command == "down":
         lab.down()

@@ -355,7 +355,8 @@ class Lab:
             },
         }
         if authenticated:
-            settings["auth"] = {"htpasswd": {"realm": "image-clone-backup", "path": str(self._htpasswd(directory, config))}}
+            htpasswd = str(self._htpasswd(directory, config))
+            settings["auth"] = {"htpasswd": {"realm": "image-clone-backup", "path": htpasswd}}
         config_file = directory / "config.yml"
         config_file.write_text(yaml.safe_dump(settings))
         self.daemons.start(name, ["docker-registry", "serve", str(config_file)])

@@ -304,7 +304,11 @@ try:
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope, WorkloadReport
-    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, Skipped, namespace_skip_reason
+    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
+        KINDS,
+        Skipped,
+        namespace_skip_reason,
+    )
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
 else:

@@ -35,7 +35,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.images import ImageSpec, Layer, _digest
 from lab.lab import _ACCESS_LOG, BACKUP_USER, Lab, RegistryRequest
-from lab.processes import alive as _alive, kill  # noqa: F401 (the fault tests import kill from here)
+from lab.processes import alive
 
 AUTH_DIR_PREFIX = "imageclone-auth-"
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
@@ -205,7 +205,7 @@ def wait_for_skopeo_copy(watch: ProcessWatch, match: str, timeout: float = 60.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for process in watch.copies():
-            if any(match in part for part in process.argv) and _alive(process.pid):
+            if any(match in part for part in process.argv) and alive(process.pid):
                 return process
         time.sleep(0.005)
     raise AssertionError(f"no skopeo copy of {match} was seen within {timeout}s")
@@ -214,7 +214,7 @@ def wait_for_skopeo_copy(watch: ProcessWatch, match: str, timeout: float = 60.0)
 def wait_gone(pid: int, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     return False

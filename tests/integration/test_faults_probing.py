@@ -27,7 +27,6 @@ from faults_support import (
     admin_api,
     big_image,
     events,
-    kill,
     secret_forms,
     simple_deployment,
     small_images,
@@ -44,6 +43,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
+from lab.processes import kill
 
 DEPLOYMENT = KINDS["Deployment"]
 

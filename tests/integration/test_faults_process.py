@@ -26,7 +26,6 @@ from faults_support import (
     big_image,
     blob_digests,
     engine_migration,
-    kill,
     leaked,
     new_namespace,
     registry_client,
@@ -45,6 +44,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.processes import kill
 
 DEPLOYMENT = KINDS["Deployment"]
 

@@ -10,7 +10,6 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from lab.binaries import kubernetes_version
-from builders import eventually
 from lab.images import DIGEST_REFERENCED, OCI_INDEX, RUNNABLE_SEEDS, RUNNABLE_VANISHING, SEED_IMAGES, VANISHING
 from lab.lab import COMPONENTS
 from lab.node import NODE_NAME, NODE_TAINT, PAUSE_REFERENCE
@@ -54,7 +53,8 @@ def test_rbac_is_enforced_for_the_limited_identity(lab, kube, namespace):
 
 
 def test_controller_manager_reconciles_deployments(lab, kube, namespace):
-    client.AppsV1Api(kube).create_namespaced_deployment(namespace, _deployment("web", lab.source_image("library/nginx:1.27")))
+    deployment = _deployment("web", lab.source_image("library/nginx:1.27"))
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, deployment)
     eventually(lambda: client.AppsV1Api(kube).list_namespaced_replica_set(namespace).items,
                 "a ReplicaSet owned by the Deployment")
 

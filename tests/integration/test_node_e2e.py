@@ -11,17 +11,26 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from test_playbook_lab import run_playbook, variables
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.controller_process import ControllerProcess
 from lab.images import runnable_image, web_server_command
 from lab.node import node_pod_spec
-from lab.pods import (PULL_FAILURES, describe, image_ids, is_running, is_succeeded, owner_of, pods,
-                      waiting_reasons, wait_for_pods)
+from lab.pods import (
+    PULL_FAILURES,
+    describe,
+    image_ids,
+    is_running,
+    is_succeeded,
+    owner_of,
+    pods,
+    wait_for_pods,
+    waiting_reasons,
+)
 from lab.processes import free_port
-from test_controller_harness import ControllerProcess
-from test_playbook_lab import run_playbook, variables
 
 PULL_SECRET = "imageclone-backup-pull"
 TIMEOUT = 120
@@ -107,7 +116,7 @@ def from_backup(pod: dict, backup_repository: str, exact_repository: bool) -> bo
     images = [c["image"] for c in pod["spec"]["containers"]]
     if not all(image.startswith(backup_repository + ":") and "@sha256:" in image for image in images):
         return False
-    for image, image_id in zip(images, image_ids(pod)):
+    for image, image_id in zip(images, image_ids(pod), strict=False):
         if not image_id.endswith("@" + image.rsplit("@", 1)[1]):
             return False
         if exact_repository and image_id.rsplit("@", 1)[0] != backup_repository:
