@@ -31,7 +31,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from lab.images import RUNNABLE_BY_DIGEST, RUNNABLE_SEEDS, RUNNABLE_VANISHING, web_server_command  # noqa: E402
 from lab.lab import Lab  # noqa: E402
 from lab.node import node_pod_spec  # noqa: E402
-from lab.pods import image_ids, is_running, is_succeeded, owner_of, wait_for_pods  # noqa: E402
+from lab.pods import image_ids, is_running, is_succeeded, owner_of, rotate_node, wait_for_pods  # noqa: E402
 from lab.processes import free_port  # noqa: E402
 
 NAMESPACE = "demo"
@@ -209,10 +209,10 @@ def main() -> int:
 
     lab.delete_source_tag(RUNNABLE_VANISHING)
     print(f"\nUpstream just deleted {RUNNABLE_VANISHING}. The node forgets its cached images and every pod restarts:")
-    forgotten = lab.node.remove_images([image for pair in after.values() for image in pair])
-    print(f"  removed {len(forgotten)} image names from the node; deleting the pods in '{NAMESPACE}'")
-    lab.kubectl("delete", "pods", "--all", "-n", NAMESPACE, "--wait=false")
-    time.sleep(1)
+    forgotten = rotate_node(lab, [NAMESPACE],
+                            lambda: lab.node.remove_images([image for pair in after.values() for image in pair]))
+    print(f"  the pods in '{NAMESPACE}' stopped, {len(forgotten)} image names were removed from the node, "
+          "and the pods start again")
     found = show_pods(lab, "Pods after the restart: every image pulled again, from the backup:", backup_repository)
     legacy = next(p for p in found if owner_of(p) == "DaemonSet/legacy-agent" and is_running(p))
     print(f"\ndaemonset/legacy-agent runs {RUNNABLE_VANISHING}, which upstream deleted: its new pod still pulls it "

@@ -139,6 +139,21 @@ class Node:
         lines = self.ctr("images", "list").stdout.splitlines()[1:]
         return {fields[0]: fields[2] for fields in (line.split() for line in lines) if len(fields) > 2}
 
+    def containers(self, namespaces: list[str]) -> list[str]:
+        """IDs of the containers (sandboxes included) the node still holds for pods of ``namespaces``."""
+        found: list[str] = []
+        for namespace in namespaces:
+            listed = self.ctr("containers", "list", "--quiet",
+                              f'labels."io.kubernetes.pod.namespace"=={namespace}', check=False)
+            found += [line for line in listed.stdout.split() if line]
+        return found
+
+    def delete_stopped_containers(self, ids: list[str]) -> None:
+        """Delete those of ``ids`` whose task has ended (a running one is refused and left alone)."""
+        for container in ids:
+            self.ctr("tasks", "delete", container, check=False)
+            self.ctr("containers", "delete", container, check=False)
+
     def remove_images(self, references: list[str]) -> list[str]:
         """Forget the node's copy of each reference, as CRI RemoveImage would; return the names removed.
 

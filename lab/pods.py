@@ -91,3 +91,35 @@ def wait_for_pods(lab, namespace: str, condition: Callable[[list[dict]], bool], 
         if time.monotonic() > deadline:
             raise AssertionError(f"after {timeout:.0f}s, still waiting for {what}\n{describe(lab, namespace)}")
         time.sleep(1)
+
+
+ROTATION_TAINT = "imageclone.io/rotating"
+
+
+def rotate_node(lab, namespaces: list[str], forget: Callable[[], list[str]], timeout: float = 120.0) -> list[str]:
+    """What a node rotation does to ``namespaces``: their pods stop, the node loses its image cache
+    (``forget``), then the pods start again and must pull every image anew.
+
+    New pods are held off by a NoSchedule taint (DaemonSets respect it too) until no container of
+    those namespaces is left on the node: an image removed while a container still holds its
+    unpacked layers would leave the layers behind without their content, and the next pod using
+    the image would fail to start instead of pulling it again.
+    """
+    from lab.node import NODE_NAME
+
+    taint = f"{ROTATION_TAINT}=now:NoSchedule"
+    result = lab.kubectl("taint", "nodes", NODE_NAME, taint, "--overwrite")
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl taint failed: {result.stderr.strip()}")
+    try:
+        for namespace in namespaces:
+            lab.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=true", f"--timeout={timeout:.0f}s")
+        deadline = time.monotonic() + timeout
+        while left := lab.node.containers(namespaces):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"containers of {namespaces} still on the node after {timeout:.0f}s")
+            lab.node.delete_stopped_containers(left)  # the kubelet collects them only every minute
+            time.sleep(0.5)
+        return forget()
+    finally:
+        lab.kubectl("taint", "nodes", NODE_NAME, f"{ROTATION_TAINT}-")

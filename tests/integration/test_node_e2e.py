@@ -27,6 +27,7 @@ from lab.pods import (
     is_succeeded,
     owner_of,
     pods,
+    rotate_node,
     wait_for_pods,
     waiting_reasons,
 )
@@ -200,14 +201,16 @@ def test_a_migrated_namespace_runs_from_the_backup_and_survives_the_upstream_del
     # The disaster: upstream deletes every tag, the node forgets its copies, the pods restart.
     upstream.delete_upstream("web", "worker", "pinned", "db", "agent", "batch", "control")
     backup_references = {c["image"] for pod in found for c in pod["spec"]["containers"]}
-    removed = lab.node.remove_images([*backup_references, *(upstream.tag(n) for n in ("web", "worker", "db",
-                                                                                      "agent", "batch", "control")),
-                                      upstream.by_digest("pinned")])
-    assert removed, "the node held none of the images"
-    assert not [name for name in lab.node.images() if upstream.prefix in name or repository in name]
+    cached = [*backup_references, *(upstream.tag(n) for n in ("web", "worker", "db", "agent", "batch", "control")),
+              upstream.by_digest("pinned")]
+
+    def forget() -> list[str]:
+        removed = lab.node.remove_images(cached)
+        assert not [name for name in lab.node.images() if upstream.prefix in name or repository in name]
+        return removed
+
     mark = len(lab.registry_requests("registry-source"))
-    for ns in (namespace, other_namespace):
-        assert lab.kubectl("delete", "pods", "--all", "-n", ns, "--wait=false").returncode == 0
+    assert rotate_node(lab, [namespace, other_namespace], forget), "the node held none of the images"
 
     run_job_from(lab, namespace, "batch", "batch-after-deletion")
     wait_for_pods(lab, namespace, lambda found: job_complete("batch-after-deletion", backup_repository)(found)
@@ -232,8 +235,7 @@ def test_the_backup_registry_serves_pods_only_with_the_pull_secret(lab, api, nam
     assert found[0]["spec"]["imagePullSecrets"] == [{"name": PULL_SECRET}]
 
     # Forget the node's copies so both pods below really pull: one with the Secret, one without.
-    lab.node.remove_images([backup_reference, upstream.tag("app")])
-    assert lab.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=false").returncode == 0
+    rotate_node(lab, [namespace], lambda: lab.node.remove_images([backup_reference, upstream.tag("app")]))
     # Always: an image another pod pulled with the Secret is otherwise reused from the node's cache.
     without = workload("Deployment", "without-secret", [container(backup_reference, imagePullPolicy="Always")])
     api.create(KINDS["Deployment"], namespace, without)
