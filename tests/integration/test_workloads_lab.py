@@ -26,6 +26,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.kube import (
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     NamingPolicy,
     backup_reference,
+    is_backup_reference,
     pinned_reference,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
@@ -97,7 +98,8 @@ def create(admin: KubeApi, namespace: str, kind: str, name: str, spec: dict[str,
 def outcomes(
     lab, policy: NamingPolicy, workloads: Iterable[Workload], missing: Iterable[str] = ()
 ) -> dict[str, BackupOutcome]:
-    """Backup results as a backup run reports them: present at the seed digest, or missing."""
+    """Backup results as a backup run reports them: present at the seed digest, or missing; and, as
+    ``Migration.back_up`` does for workloads already rewritten, each backup verified by its own name."""
     absent = {lab.source_image(ref_name) for ref_name in missing}
     results = {}
     for source, ref in images_to_back_up(workloads, policy).items():
@@ -105,8 +107,16 @@ def outcomes(
             results[source] = BackupOutcome(source, None, None, "missing", "not found in the source registry")
             continue
         digest = ref.digest or lab.config.seeds[f"{ref.path}:{ref.tag}"]
-        pinned = pinned_reference(backup_reference(ref, policy).without_digest(), digest)
+        backup = backup_reference(ref, policy).without_digest()
+        pinned = pinned_reference(backup, digest)
         results[source] = BackupOutcome(source, pinned, digest, "present")
+        for written in (str(pinned), str(backup)):
+            results[written] = BackupOutcome(written, str(pinned), digest, "present")
+    for workload in workloads:
+        for image in workload.images:
+            ref = image.reference
+            if ref is not None and ref.digest and is_backup_reference(ref, policy):
+                results[image.image] = BackupOutcome(image.image, image.image, ref.digest, "present")
     return results
 
 
@@ -182,7 +192,7 @@ def test_each_kind_is_rewritten_pinned_then_reverted_exactly(lab, api, admin, po
     original = admin.get(KINDS[kind], namespace, "web")
     workload = discover_one(api, namespace, kind, "web")
     results = outcomes(lab, policy, [workload])
-    assert set(results) == {lab.source_image(ref) for ref in (NGINX, REDIS, BUSYBOX)}
+    assert set(images_to_back_up([workload], policy)) == {lab.source_image(ref) for ref in (NGINX, REDIS, BUSYBOX)}
     plan = plan_workload(workload, policy, results)
     assert plan.ready, plan.blockers
 
@@ -221,7 +231,7 @@ def test_jobs_are_backed_up_but_their_immutable_template_is_left_alone(lab, api,
     create(admin, namespace, "Job", "migrate", pod_spec(lab, "Job"))
     job = discover_one(api, namespace, "Job", "migrate")
     results = outcomes(lab, policy, [job])
-    assert len(results) == 3
+    assert len(images_to_back_up([job], policy)) == 3
     plan = plan_workload(job, policy, results)
     assert not plan.ready
     assert "Job pod templates are immutable" in plan.blockers[0] and job.key in plan.blockers[0]
