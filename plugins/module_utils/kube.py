@@ -542,14 +542,7 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        if method != "GET":
-            if self._write_guard is not None:
-                self._write_guard(verb, target)
-            with self._lock:
-                if ("dryRun", "All") in (query or ()):
-                    self._dry_run_writes += 1
-                else:
-                    self._writes += 1
+        """The JSON object one request answers with."""
         response = self._send(verb, target, method, path, query, body, content_type)
         try:
             document = json.loads(response.data)
@@ -574,7 +567,18 @@ class KubeApi:
         content_type: str = "application/json",
         timeouts: tuple[float, float] | None = None,
     ) -> Any:
-        """The unread response of one request; ``KubeApiError`` for an error status or no answer."""
+        """The unread response of one request; ``KubeApiError`` for an error status or no answer.
+
+        Every request passes here, so every write meets the write guard and is counted.
+        """
+        if method != "GET":
+            if self._write_guard is not None:
+                self._write_guard(verb, target)
+            with self._lock:
+                if ("dryRun", "All") in (query or ()):
+                    self._dry_run_writes += 1
+                else:
+                    self._writes += 1
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             return self.api_client.call_api(
