@@ -14,15 +14,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
 
-from imageclone_controller.engine import plan
+from imageclone_controller.engine import backup, naming, plan, reference, registry
 
 BackupOutcome = plan.BackupOutcome
 
 
 class CachedBackups:
-    def __init__(self, service: Any, ttl: float, *, clock: Callable[[], float] = time.monotonic,
+    """A ``backup.Backups`` in front of another (the engine's ``BackupService``)."""
+
+    def __init__(self, service: backup.Backups, ttl: float, *, clock: Callable[[], float] = time.monotonic,
                  max_entries: int = 50_000,
                  on_checked: Callable[[BackupOutcome], None] = lambda outcome: None) -> None:
         self._service = service
@@ -36,30 +37,30 @@ class CachedBackups:
         self.misses = 0
 
     @property
-    def policy(self) -> Any:
+    def policy(self) -> naming.NamingPolicy:
         return self._service.policy
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> backup.BackupSettings:
         return self._service.settings
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> registry.RegistryClient:
         return self._service.registry
 
     @property
-    def service(self) -> Any:
+    def service(self) -> backup.Backups:
         return self._service
 
-    def restore(self, original: Any, backup: Any) -> BackupOutcome:
+    def restore(self, original: reference.ImageReference, lost: reference.ImageReference) -> BackupOutcome:
         """Uncached: the engine calls this to restore a lost backup, which must really happen."""
-        return self._service.restore(original, backup)
+        return self._service.restore(original, lost)
 
-    def ensure_all(self, images: Mapping[str, Any]) -> dict[str, BackupOutcome]:
+    def ensure_all(self, images: Mapping[str, reference.ImageReference]) -> dict[str, BackupOutcome]:
         """Like ``BackupService.ensure_all``, answering recently verified references from memory."""
         now = self._clock()
         results: dict[str, BackupOutcome] = {}
-        wanted: dict[str, Any] = {}
+        wanted: dict[str, reference.ImageReference] = {}
         with self._lock:
             for key, reference in images.items():
                 cached = self._verified.get(str(reference))

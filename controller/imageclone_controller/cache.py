@@ -2,73 +2,25 @@
 
 A full Deployment as the API returns it (managedFields, status, the
 last-applied annotation...) takes tens of kilobytes once parsed; 10,000 of
-them would not fit the controller's memory budget. ``project`` keeps what the
-engine's ``workload_from_object`` reads: identity, labels, the annotations the
-engine and image-clone use, the controller ownerReference, and per pod-spec
-section each container's name and image plus ``imagePullSecrets``. The entry
-is stored as sorted, compact JSON (a few hundred bytes), with the
-resourceVersion beside it so that a status-only update (new resourceVersion,
-same projection) is recognised as "nothing to do" without a reconcile.
+them would not fit the controller's memory budget. Each entry is the engine's
+``workloads.projection`` of the object (what its workload reader reads), as
+sorted, compact JSON (a few hundred bytes), with the resourceVersion beside
+it so that a status-only update (new resourceVersion, same projection) is
+recognised as "nothing to do" without a reconcile.
 """
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Any
 
-from imageclone_controller.engine import rewrite, workloads
-
-# Annotations reconciling can depend on; the rest (last-applied-configuration...) is dropped.
-KEPT_ANNOTATIONS: Final = frozenset({workloads.SKIP_ANNOTATION, rewrite.ORIGINAL_IMAGES,
-                                     *workloads.ARGOCD_ANNOTATIONS})
-KEPT_ANNOTATION_PREFIX: Final = "imageclone.io/"
+from imageclone_controller.engine import workloads
 
 
 def object_key(kind: str, namespace: str, name: str) -> str:
     """``Kind/namespace/name``, the same string as the engine's ``Workload.key``."""
     return f"{kind}/{namespace}/{name}"
-
-
-def project(kind: workloads.Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of ``obj`` that ``workloads.workload_from_object`` and a rewrite patch need."""
-    metadata = _mapping(obj.get("metadata"))
-    annotations = {key: value for key, value in _mapping(metadata.get("annotations")).items()
-                   if key in KEPT_ANNOTATIONS or key.startswith(KEPT_ANNOTATION_PREFIX)}
-    slim_metadata: dict[str, Any] = {
-        "name": metadata.get("name"),
-        "namespace": metadata.get("namespace"),
-        "uid": metadata.get("uid"),
-    }
-    if metadata.get("labels"):
-        slim_metadata["labels"] = metadata["labels"]
-    if annotations:
-        slim_metadata["annotations"] = annotations
-    references = metadata.get("ownerReferences")
-    owner = next((ref for ref in (references if isinstance(references, list) else ()) if isinstance(ref, Mapping)
-                  and ref.get("controller") is True), None)
-    if owner is not None:
-        slim_metadata["ownerReferences"] = [{"kind": owner.get("kind"), "name": owner.get("name"),
-                                             "controller": True}]
-    slim: dict[str, Any] = {"metadata": slim_metadata}
-    spec = _walk(obj, kind.pod_spec_path)
-    if isinstance(spec, Mapping):
-        slim_spec: dict[str, Any] = {}
-        for section in workloads.SECTIONS:
-            entries = spec.get(section)
-            if isinstance(entries, list):
-                slim_spec[section] = [
-                    {key: entry[key] for key in ("name", "image") if key in entry} if isinstance(entry, Mapping)
-                    else entry for entry in entries
-                ]
-        if "imagePullSecrets" in spec:
-            slim_spec["imagePullSecrets"] = spec["imagePullSecrets"]
-        node = slim
-        *parents, last = kind.pod_spec_path
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = slim_spec
-    return slim
 
 
 class Entry:
@@ -98,7 +50,7 @@ class Store:
     def encode(self, obj: Mapping[str, Any]) -> tuple[str, Entry]:
         metadata = _mapping(obj.get("metadata"))
         key = object_key(self.kind.name, str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
-        body = json.dumps(project(self.kind, obj), sort_keys=True, separators=(",", ":")).encode()
+        body = json.dumps(workloads.projection(self.kind, obj), sort_keys=True, separators=(",", ":")).encode()
         return key, Entry(str(metadata.get("resourceVersion") or ""), body)
 
     def upsert(self, obj: Mapping[str, Any]) -> tuple[str, bool]:
@@ -139,13 +91,6 @@ class Store:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
-
-
-def _walk(obj: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = obj
-    for part in path:
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -107,6 +107,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The flags; imports the engine, whose options they include (``ImportError`` when it is missing)."""
     from imageclone_controller import options
+    from imageclone_controller.engine import kinds
 
     parser = _Parser(prog=PROG, description=DESCRIPTION, allow_abbrev=False,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the version and exit")
 
     more.add_argument("--kinds", metavar="KIND[,KIND]", action="append",
-                      help="workload kinds to watch (default Deployment,DaemonSet,StatefulSet,CronJob; "
-                           "also Job, ReplicaSet, Pod)")
+                      help=f"workload kinds to watch (default {','.join(kinds.DEFAULT_WATCHED)}; also "
+                           f"{', '.join(name for name in kinds.KINDS if name not in kinds.DEFAULT_WATCHED)}; "
+                           f"print the ClusterRole they need with --printClusterRole)")
+    more.add_argument("--printClusterRole", action="store_true", dest="print_cluster_role",
+                      help="print the ClusterRole the --kinds need (YAML) and exit")
     more.add_argument("--namespace", metavar="NS", dest="namespaces", action="append",
                       help="watch only these namespaces; repeatable or comma-separated (default: every "
                            "namespace; a Role per namespace then suffices)")
@@ -164,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None,
                      *, cluster: bool | None = None, namespace: str | None = None) -> ControllerConfig:
     """Turn parsed flags plus environment into a validated config; raises ``ConfigError``."""
-    from imageclone_controller.engine import workloads  # the engine knows the kinds
+    from imageclone_controller.engine import kinds  # the engine knows the kinds
 
     environ = os.environ if environ is None else environ
     cluster = in_cluster(environ) if cluster is None else cluster
@@ -201,7 +205,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
     )
     return ControllerConfig(
         backup=backup,
-        kinds=parse_kinds(args.kinds, workloads.KINDS),
+        kinds=parse_kinds(args.kinds, kinds.KINDS, kinds.DEFAULT_WATCHED),
         namespaces=tuple(check_namespace(ns, "--namespace") for ns in split_list(args.namespaces)),
         ignore_namespaces=ignore,
         kubeconfig=check_readable_file(args.kubeconfig, "--kubeconfig"),
@@ -266,6 +270,8 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         parser = build_parser()
         long_flags = [flag for action in parser._actions for flag in action.option_strings]
         args = parser.parse_args(go_style_flags(sys.argv[1:] if argv is None else argv, long_flags))
+        if args.print_cluster_role:
+            print_cluster_role(args.kinds)
         config = config_from_args(args, environ)
         return replace(config, auth_secrets=check_with_engine(config))
     except ConfigError as error:
@@ -273,6 +279,16 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     except ImportError as error:  # engine.EngineNotFound: an installation problem, not a usage one
         print(f"{PROG}: error: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+def print_cluster_role(kind_flags: Iterable[str] | None) -> NoReturn:
+    """Print the ClusterRole for ``--kinds`` and exit 0 (no other flag is needed)."""
+    from imageclone_controller.engine import kinds
+    from imageclone_controller.rbac import cluster_role_yaml
+
+    names = parse_kinds(kind_flags, kinds.KINDS, kinds.DEFAULT_WATCHED)
+    print(cluster_role_yaml(kinds.KINDS[name] for name in names), end="")
+    sys.exit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,6 @@ from typing import Any, Final
 
 SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_LEADER_ELECTION_ID: Final = "image-clone-controller"
-DEFAULT_KINDS: Final = ("Deployment", "DaemonSet", "StatefulSet", "CronJob")
 DEFAULT_WORKERS: Final = 4
 DEFAULT_RESYNC: Final = 30 * 60.0
 IN_CLUSTER_METRICS_ADDR: Final = ":8080"
@@ -43,7 +42,7 @@ class ControllerConfig:
 
     # The engine's backup options (``arguments.BACKUP_ARGUMENTS``), the password included.
     backup: Mapping[str, Any] = field(compare=False)
-    kinds: tuple[str, ...] = DEFAULT_KINDS
+    kinds: tuple[str, ...] = ()  # engine kind names; cli fills in the default watched ones
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     ignore_namespaces: tuple[str, ...] = ()
     kubeconfig: str | None = None
@@ -195,9 +194,9 @@ def split_list(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item for item in items if item))
 
 
-def parse_kinds(values: Iterable[str] | None, known: Iterable[str]) -> tuple[str, ...]:
-    """Workload kind names, checked against the engine's; none given means ``DEFAULT_KINDS``."""
-    kinds = split_list(values) or DEFAULT_KINDS
+def parse_kinds(values: Iterable[str] | None, known: Iterable[str], default: Iterable[str]) -> tuple[str, ...]:
+    """Workload kind names, checked against the engine's; none given means ``default``."""
+    kinds = split_list(values) or tuple(default)
     known = tuple(known)
     by_lower = {name.lower(): name for name in known}
     resolved = []

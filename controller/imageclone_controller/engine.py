@@ -80,14 +80,18 @@ from ansible_collections.imageclone.backup.plugins.module_utils import (  # noqa
     backup,
     credentials,
     factory,
+    kinds,
     kube,
     migration,
+    naming,
     plan,
+    reference,
     registry,
     rewrite,
+    states,
     workloads,
 )
 
-__all__ = ["EngineNotFound", "arguments", "backup", "backup_doc", "credentials", "factory", "kube", "migration",
-           "plan", "registry", "rewrite",
-           "workloads", "ensure_importable", "candidate_roots"]
+__all__ = ["EngineNotFound", "arguments", "backup", "backup_doc", "credentials", "factory", "kinds", "kube",
+           "migration", "naming", "plan", "reference", "registry", "rewrite", "states", "workloads",
+           "ensure_importable", "candidate_roots"]

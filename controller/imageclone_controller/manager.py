@@ -128,7 +128,7 @@ class Manager:
                                    ignore_namespaces=config.ignore_namespaces, metrics=self.metrics)
         reconciler = Reconciler(
             self.migration, cache_lookup(informers), ignore_namespaces=config.ignore_namespaces,
-            record_event=self.events.record, metrics=self.metrics, registry_backoff=self._registry_backoff,
+            record_event=self.events.record, metrics=self.metrics,
             seen_registries=self._seen_registries)
         return Controller(informers, queue, reconciler, workers=config.workers, resync=config.resync,
                           on_resync=self._on_resync, metrics=self.metrics)
@@ -231,8 +231,3 @@ class Manager:
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 
-    def _registry_backoff(self, registry: str) -> float:
-        if self.registries is None:
-            return 0.0
-        until = self.registries.rate_limit_state(registry).backoff_until
-        return max(0.0, until - time.time()) if until else 0.0

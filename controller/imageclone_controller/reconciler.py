@@ -14,9 +14,10 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from imageclone_controller.engine import workloads
+from imageclone_controller.cache import Entry
+from imageclone_controller.engine import kinds, migration, plan, states, workloads
 from imageclone_controller.events import NORMAL, WARNING, ObjectRef
 from imageclone_controller.log import fields
 from imageclone_controller.metrics import ControllerMetrics
@@ -44,22 +45,20 @@ class Result:
 class Reconciler:
     def __init__(
         self,
-        migration: Any,
-        lookup: Callable[[str], tuple[Any, Any] | None],  # key -> (Kind, cache Entry), None when gone
+        engine: migration.Migration,
+        lookup: Callable[[str], tuple[kinds.Kind, Entry] | None],  # key -> (Kind, cache Entry), None when gone
         *,
         ignore_namespaces: Collection[str] = (),
         record_event: Callable[[ObjectRef, str, str, str], None] | None = None,
         metrics: ControllerMetrics | None = None,
-        registry_backoff: Callable[[str], float] = lambda registry: 0.0,
         seen_registries: set[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._migration = migration
+        self._migration = engine
         self._lookup = lookup
         self._ignore = frozenset(ignore_namespaces)
         self._record_event = record_event
         self._metrics = metrics
-        self._registry_backoff = registry_backoff
         self._clock = clock
         self.seen_registries = seen_registries if seen_registries is not None else set()
 
@@ -101,32 +100,33 @@ class Reconciler:
         outcomes = self._migration.back_up([workload])
         if self._metrics is not None:
             for outcome in outcomes.values():
-                if outcome.state == "restored":
+                if outcome.state is states.ImageState.RESTORED:
                     self._metrics.images.inc(state="restored")
         report = self._migration.rewrite(workload, outcomes)
         ref = ObjectRef(workload.kind.name, workload.kind.api_version, workload.namespace, workload.name,
                         workload.uid)
 
-        if report.state == "rewritten":
+        if report.state is states.WorkloadState.REWRITTEN:
             return self._rewritten(workload, report, ref, queued_at)
-        if report.state == "unchanged":
-            restored = [image for image, outcome in outcomes.items() if outcome.state == "restored"]
+        if report.state is states.WorkloadState.UNCHANGED:
+            restored = [image for image, outcome in outcomes.items() if outcome.state is states.ImageState.RESTORED]
             if restored:
                 log.info("lost backup restored", extra=fields(key=key, images=restored))
             log.debug("converged", extra=fields(key=key))
             return Result("unchanged")
         unverified = {image.image: outcomes[image.image] for image in workload.images
                       if image.image in outcomes and not outcomes[image.image].verified}
-        if report.state == "blocked" and unverified:
+        if report.state is states.WorkloadState.BLOCKED and unverified:
             return self._backup_failed(workload, unverified, ref)
-        if report.state == "blocked":
+        if report.state is states.WorkloadState.BLOCKED:
             self._event(ref, WARNING, REWRITE_BLOCKED, report.reason or "the workload cannot be rewritten")
             log.warning("rewrite blocked", extra=fields(key=key, reason=report.reason))
             return Result("blocked", "rewrite_blocked", report.reason)
         self._event(ref, WARNING, REWRITE_FAILED, report.reason or "the rewrite failed")
         return Result("failed", "api_error", report.reason, TRANSIENT)
 
-    def _rewritten(self, workload: Any, report: Any, ref: ObjectRef, queued_at: float) -> Result:
+    def _rewritten(self, workload: workloads.Workload, report: migration.WorkloadReport, ref: ObjectRef,
+                   queued_at: float) -> Result:
         changes = report.result.changes if report.result is not None else ()
         summary = "; ".join(f"{change.section} {change.container!r}: {change.before} -> {change.after}"
                             for change in changes)
@@ -144,18 +144,16 @@ class Reconciler:
                     "Rewrote the workload to pull from the backup registry")
         return Result("rewritten", detail=summary)
 
-    def _backup_failed(self, workload: Any, unverified: Mapping[str, Any], ref: ObjectRef) -> Result:
-        missing = any(outcome.state == "missing" for outcome in unverified.values())
+    def _backup_failed(self, workload: workloads.Workload, unverified: Mapping[str, plan.BackupOutcome],
+                       ref: ObjectRef) -> Result:
+        missing = any(outcome.state is states.ImageState.MISSING for outcome in unverified.values())
         problems = "; ".join(f"image {image}: {outcome.state}: {outcome.reason or 'no reason given'}"
                              for image, outcome in unverified.items())
-        throttled = 0.0
-        for image in workload.images:
-            if image.image in unverified and image.reference is not None:
-                throttled = max(throttled, self._registry_backoff(image.reference.registry))
-        reason = "rate_limited" if throttled > 0 else ("image_missing" if missing else "backup_failed")
+        waits = [outcome.retry_after for outcome in unverified.values() if outcome.retry_after is not None]
+        reason = "rate_limited" if waits else ("image_missing" if missing else "backup_failed")
         self._event(ref, WARNING, BACKUP_FAILED, f"Not rewritten: {problems}")
         return Result("backup_failed", reason, problems, MISSING_IMAGE if missing else TRANSIENT,
-                      throttled or None)
+                      max(waits) if waits else None)
 
     def _event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         if self._record_event is not None and not self.dry_run:

@@ -1,8 +1,9 @@
 """The options of image-clone's modules: argument specs, and checks a spec cannot express.
 
 Pure data and pure functions, with no import of Ansible or of the engine's
-third-party dependencies, so a module can always build its ``AnsibleModule``
-(and report a missing ``kubernetes`` client properly) from these specs. The
+third-party dependencies (the kinds come from the pure ``kinds`` module), so
+a module can always build its ``AnsibleModule`` (and report a missing
+``kubernetes`` client properly) from these specs. The
 documentation of every option is in ``plugins/doc_fragments``; the sanity test
 ``validate-modules`` checks that both agree.
 """
@@ -13,9 +14,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-# The engine's workload kinds (``workloads.KINDS``), spelled out here because
-# importing the engine needs the kubernetes client; a unit test keeps them equal.
-KIND_NAMES: Final = ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "Job", "ReplicaSet", "Pod")
+from ansible_collections.imageclone.backup.plugins.module_utils.kinds import KINDS
+
+KIND_NAMES: Final = tuple(KINDS)
 
 # The Kubernetes connection, as kubernetes.core spells it. No defaults: ``None``
 # means "not given", and the engine then reads the K8S_AUTH_* variables.

@@ -1,8 +1,8 @@
 """The backup service: make sure images are in the backup registry, verified by digest.
 
 For each distinct source image it HEADs the source and the backup (never a
-manifest GET), copies with skopeo only when the backup is absent or differs,
-then HEADs the backup again and requires the source digest. Work runs in a
+manifest GET), copies with its ``Copier`` (skopeo) only when the backup is
+absent or differs, then HEADs the backup again and requires the source digest. Work runs in a
 bounded thread pool, bounded per source registry too, and a copy requested
 twice at once runs once.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ansible_collections.imageclone.backup.plugins.module_utils.concurrency import KeyedLimiter, SingleFlight
+from ansible_collections.imageclone.backup.plugins.module_utils.copier import Copier, CopyError
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     NamingPolicy,
@@ -23,16 +24,18 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     pinned_reference,
     versioned_backup_reference,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome, BackupState
+from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference, InvalidReference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
     ManifestInfo,
+    RateLimited,
     RegistryClient,
     RegistryError,
+    RegistryUnavailable,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import CopyError, Skopeo
+from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState
 
-# skopeo retries network errors itself; these cover a registry's own 5xx answers.
+# The copier retries network errors itself; these cover a registry's own 5xx answers.
 COPY_ATTEMPTS = 3
 COPY_RETRY_DELAY = 1.0
 
@@ -76,13 +79,13 @@ class BackupService:
     def __init__(
         self,
         registry: RegistryClient,
-        skopeo: Skopeo,
+        copier: Copier,
         credentials: CredentialStore,
         policy: NamingPolicy,
         settings: BackupSettings = BackupSettings(),
     ) -> None:
         self._registry = registry
-        self._skopeo = skopeo
+        self._copier = copier
         self._credentials = credentials
         self.policy = policy
         self.settings = settings
@@ -91,10 +94,10 @@ class BackupService:
 
     def cancel_copies(self) -> int:
         """Kill the copies running now and fail new ones until ``resume_copies``; returns how many were killed."""
-        return self._skopeo.running.cancel()
+        return self._copier.cancel()
 
     def resume_copies(self) -> None:
-        self._skopeo.running.resume()
+        self._copier.resume()
 
     @property
     def registry(self) -> RegistryClient:
@@ -134,23 +137,23 @@ class BackupService:
         try:
             upstream = self._registry.head_manifest(original.with_digest(backup.digest) if backup.digest else original)
         except RegistryError as error:
-            return _failed(backup, f"{lost}; checking its original {original} failed: {error}")
+            return _failed(backup, f"{lost}; checking its original {original} failed: {error}", error)
         if upstream is None or (backup.digest is not None and upstream.digest != backup.digest):
             at = f" at {backup.digest}" if backup.digest else ""
-            return BackupOutcome(str(backup), None, None, "missing",
+            return BackupOutcome(str(backup), None, None, ImageState.MISSING,
                                  f"{lost} and its original {original}{at} no longer exists upstream in "
                                  f"{original.registry}: the workload is unprotected")
         if not self.settings.restore:
-            return BackupOutcome(str(backup), None, None, "missing",
+            return BackupOutcome(str(backup), None, None, ImageState.MISSING,
                                  f"{lost}; upstream {original} still has {upstream.digest} to restore it from")
         if self.settings.dry_run:
-            return self._outcome(backup, backup, upstream.digest, "restored",
+            return self._outcome(backup, backup, upstream.digest, ImageState.RESTORED,
                                  f"check mode: would restore it from {original}")
         copied = self._copy(original, backup.without_digest(), upstream)
         if not copied.verified:
-            return BackupOutcome(str(backup), None, None, copied.state,
-                                 f"{lost}; restoring it from {original} failed: {copied.reason}")
-        return self._outcome(backup, backup, upstream.digest, "restored", f"{lost}; restored from {original}")
+            return replace(copied, source=str(backup), reason=f"{lost}; restoring it from {original} failed: "
+                                                             f"{copied.reason}")
+        return self._outcome(backup, backup, upstream.digest, ImageState.RESTORED, f"{lost}; restored from {original}")
 
     def _ensure(self, source: ImageReference) -> BackupOutcome:
         if is_backup_reference(source, self.policy):
@@ -160,21 +163,21 @@ class BackupService:
             wanted = upstream.digest if upstream else source.digest
             backup, stored = self._backup_slot(source, wanted)
         except RegistryError as error:
-            return _failed(source, str(error))
+            return _failed(source, str(error), error)
         except InvalidReference as error:  # a nested name over 255 characters: no backup can exist
             return _failed(source, f"cannot name its backup: {error.reason}")
         if upstream is None:
             # The disaster the product exists for: upstream is gone, the backup still serves it.
             if stored is not None and wanted in (None, stored.digest):
-                return self._outcome(source, backup, stored.digest, "present", "no longer exists upstream")
-            return BackupOutcome(str(source), None, None, "missing",
+                return self._outcome(source, backup, stored.digest, ImageState.PRESENT, "no longer exists upstream")
+            return BackupOutcome(str(source), None, None, ImageState.MISSING,
                                  f"{source} does not exist in {source.registry} and has no backup")
         if stored is not None and stored.digest == upstream.digest:
-            return self._outcome(source, backup, upstream.digest, "present")
+            return self._outcome(source, backup, upstream.digest, ImageState.PRESENT)
         if not self.settings.copy:
-            return BackupOutcome(str(source), None, None, "missing", f"{source} is not backed up yet")
+            return BackupOutcome(str(source), None, None, ImageState.MISSING, f"{source} is not backed up yet")
         if self.settings.dry_run:
-            return self._outcome(source, backup, upstream.digest, "copied", "check mode: would copy")
+            return self._outcome(source, backup, upstream.digest, ImageState.COPIED, "check mode: would copy")
         return self._copy(source, backup, upstream)
 
     def _backup_slot(self, source: ImageReference, digest: str | None) -> tuple[ImageReference, ManifestInfo | None]:
@@ -199,19 +202,20 @@ class BackupService:
                 self._copy_with_retries(source.with_digest(upstream.digest), backup)
             copied = self._registry.head_manifest(backup.without_digest())
         except CopyError as error:
-            return BackupOutcome(str(source), None, None, "missing" if error.missing else "failed", str(error))
+            return BackupOutcome(str(source), None, None, ImageState.MISSING if error.missing else ImageState.FAILED,
+                                 str(error), transient=error.transient)
         except RegistryError as error:
-            return _failed(source, f"copied, but the backup could not be verified: {error}")
+            return _failed(source, f"copied, but the backup could not be verified: {error}", error)
         if copied is None or copied.digest != upstream.digest:
             found = copied.digest if copied else "nothing"
             return _failed(source, f"backup {backup.without_digest()} has {found}, expected {upstream.digest}")
-        return self._outcome(source, backup, upstream.digest, "copied")
+        return self._outcome(source, backup, upstream.digest, ImageState.COPIED)
 
     def _copy_with_retries(self, source: ImageReference, backup: ImageReference) -> None:
-        """skopeo copy, tried again after a registry's transient server error."""
+        """One copy, tried again after a registry's transient server error."""
         for attempt in range(1, COPY_ATTEMPTS + 1):
             try:
-                self._skopeo.copy(source, backup, self._credentials)
+                self._copier.copy(source, backup, self._credentials)
                 return
             except CopyError as error:
                 if not error.transient or attempt == COPY_ATTEMPTS:
@@ -222,22 +226,25 @@ class BackupService:
         try:
             stored = self._registry.head_manifest(backup)
         except RegistryError as error:
-            return _failed(backup, str(error))
+            return _failed(backup, str(error), error)
         if stored is None:
-            return BackupOutcome(str(backup), None, None, "missing", f"backup {backup} no longer exists")
-        return BackupOutcome(str(backup), str(backup), stored.digest, "present", None)
+            return BackupOutcome(str(backup), None, None, ImageState.MISSING, f"backup {backup} no longer exists")
+        return BackupOutcome(str(backup), str(backup), stored.digest, ImageState.PRESENT, None)
 
     def _outcome(
-        self, source: ImageReference, backup: ImageReference, digest: str, state: BackupState,
+        self, source: ImageReference, backup: ImageReference, digest: str, state: ImageState,
         reason: str | None = None
     ) -> BackupOutcome:
         pinned = pinned_reference(backup.without_digest(), digest, pin=self.settings.pin)
         return BackupOutcome(str(source), pinned, digest, state, reason)
 
 
-def _failed(source: ImageReference, reason: str) -> BackupOutcome:
-    return BackupOutcome(str(source), None, None, "failed", reason)
+def _failed(source: ImageReference, reason: str, error: RegistryError | None = None) -> BackupOutcome:
+    """A failed outcome; a registry error keeps whether it may pass, and how long a throttling registry wants."""
+    return BackupOutcome(str(source), None, None, ImageState.FAILED, reason,
+                         transient=isinstance(error, (RegistryUnavailable, RateLimited)),
+                         retry_after=error.retry_after if isinstance(error, RateLimited) else None)
 
 
 def _as_written(key: str, outcome: BackupOutcome) -> BackupOutcome:
-    return BackupOutcome(key, outcome.backup, outcome.digest, outcome.state, outcome.reason)
+    return replace(outcome, source=key)

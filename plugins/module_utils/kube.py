@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import quote
 
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import basic_token
+from ansible_collections.imageclone.backup.plugins.module_utils.kinds import Resource
 
 try:
     import urllib3
@@ -226,27 +226,6 @@ def _watch_error(what: str, status: Mapping[str, Any]) -> KubeApiError:
 def _selectors(label_selector: str | None, field_selector: str | None) -> Query:
     return [(name, value) for name, value in (("labelSelector", label_selector), ("fieldSelector", field_selector))
             if value]
-
-
-@dataclass(frozen=True)
-class Resource:
-    """An API resource type: ``Kind`` name, ``group/version`` and plural path segment."""
-
-    name: str
-    api_version: str
-    plural: str
-    namespaced: bool = True
-
-    def path(self, namespace: str | None = None, name: str | None = None) -> str:
-        """The request path of the collection (all namespaces when ``namespace`` is None) or of one object."""
-        root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        parts = [root]
-        if self.namespaced and namespace is not None:
-            parts.append(f"namespaces/{quote(namespace, safe='')}")
-        parts.append(self.plural)
-        if name is not None:
-            parts.append(quote(name, safe=""))
-        return "/".join(parts)
 
 
 def connection_options(

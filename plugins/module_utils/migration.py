@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal
+from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import Backups
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError
@@ -40,6 +40,11 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import (
     revert,
     reverting_changes,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.states import (
+    PASS_WORKLOAD_STATES,
+    ImageState,
+    WorkloadState,
+)
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     KINDS,
     DiscoveryResult,
@@ -49,10 +54,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     discover,
     without_terminating_namespaces,
 )
-
-WorkloadState = Literal["rewritten", "unchanged", "blocked", "failed", "reverted"]
-WORKLOAD_STATES: Final = ("rewritten", "unchanged", "blocked", "failed")  # of a pass, which never reverts
-IMAGE_STATES: Final = ("copied", "present", "restored", "missing", "failed")
 
 
 @dataclass(frozen=True, repr=False)
@@ -97,6 +98,9 @@ class WorkloadReport:
     managed_by: str | None = None
     result: RewriteResult | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", WorkloadState(self.state))  # "failed" and WorkloadState.FAILED alike
+
 
 @dataclass(frozen=True)
 class MigrationReport:
@@ -111,14 +115,15 @@ class MigrationReport:
         workload_counts = Counter(report.state for report in self.workloads)
         image_counts = Counter(outcome.state for outcome in self.images.values())
         return {
-            "workloads": {state: workload_counts[state] for state in WORKLOAD_STATES} | {"skipped": len(self.skipped)},
-            "images": {state: image_counts[state] for state in IMAGE_STATES},
+            "workloads": {state.value: workload_counts[state] for state in PASS_WORKLOAD_STATES}
+                         | {"skipped": len(self.skipped)},
+            "images": {state.value: image_counts[state] for state in ImageState},
         }
 
     @property
     def changed(self) -> bool:
-        return any(r.state == "rewritten" for r in self.workloads) or any(
-            o.state in ("copied", "restored") for o in self.images.values()
+        return any(r.state is WorkloadState.REWRITTEN for r in self.workloads) or any(
+            o.state.wrote for o in self.images.values()
         )
 
 
@@ -166,7 +171,7 @@ class Migration:
                      if image.reference is not None and is_backup_reference(image.reference, policy)}
         verified = self.backups.ensure_all(in_backup)
         for image, outcome in verified.items():
-            if outcome.state == "missing":
+            if outcome.state is ImageState.MISSING:
                 verified[image] = self._restore(image, in_backup[image], workloads, outcome)
         return outcomes | verified
 
@@ -192,15 +197,15 @@ class Migration:
 
         plan = replan(workload)
         if not plan.ready:
-            return WorkloadReport(workload.key, "blocked", "; ".join(plan.blockers), workload.managed_by)
+            return WorkloadReport(workload.key, WorkloadState.BLOCKED, "; ".join(plan.blockers), workload.managed_by)
         try:
             secret_name = self._pull_secret_for(workload) if plan.changes else None
             result = apply(self.api, plan, replan, pull_secret=secret_name, dry_run=self.dry_run)
         except RewriteError as error:
-            return WorkloadReport(workload.key, "blocked", str(error), workload.managed_by)
+            return WorkloadReport(workload.key, WorkloadState.BLOCKED, str(error), workload.managed_by)
         except (KubeApiError, PullSecretError) as error:
-            return WorkloadReport(workload.key, "failed", str(error), workload.managed_by)
-        state: WorkloadState = "rewritten" if result.changed else "unchanged"
+            return WorkloadReport(workload.key, WorkloadState.FAILED, str(error), workload.managed_by)
+        state = WorkloadState.REWRITTEN if result.changed else WorkloadState.UNCHANGED
         return WorkloadReport(workload.key, state, None, workload.managed_by, result)
 
     def revert(self, workload: Workload, *, force: bool = False) -> WorkloadReport:
@@ -214,11 +219,11 @@ class Migration:
             gone = [] if force else self._originals_gone(workload)
             if gone:
                 reason = "; ".join(gone) + ": left on its backup (force reverts anyway)"
-                return WorkloadReport(workload.key, "blocked", reason, workload.managed_by)
+                return WorkloadReport(workload.key, WorkloadState.BLOCKED, reason, workload.managed_by)
             result = revert(self.api, workload, dry_run=self.dry_run)
         except (RewriteError, KubeApiError) as error:
-            return WorkloadReport(workload.key, "failed", str(error), workload.managed_by)
-        state: WorkloadState = "reverted" if result.changed else "unchanged"
+            return WorkloadReport(workload.key, WorkloadState.FAILED, str(error), workload.managed_by)
+        state = WorkloadState.REVERTED if result.changed else WorkloadState.UNCHANGED
         return WorkloadReport(workload.key, state, None, workload.managed_by, result)
 
     def _originals_gone(self, workload: Workload) -> list[str]:

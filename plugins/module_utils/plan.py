@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
 
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     NamingPolicy,
@@ -24,14 +23,12 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
     InvalidReference,
     parse_reference,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     REWRITABLE_SECTIONS,
     ContainerImage,
     Workload,
 )
-
-BackupState = Literal["copied", "present", "restored", "missing", "failed"]
-VERIFIED_STATES: Final = frozenset({"copied", "present", "restored"})
 
 
 @dataclass(frozen=True)
@@ -42,18 +39,26 @@ class BackupOutcome:
     ``digest`` the digest found in the backup registry; ``state`` is
     ``copied``, ``present`` or ``restored`` (a lost backup copied again from
     its recorded original) when the backup is verified, ``missing`` or
-    ``failed`` (with ``reason``) when it is not.
+    ``failed`` (with ``reason``) when it is not. A failure that may pass
+    is ``transient`` (a registry unavailable or throttling, a copy cut
+    short by a server error); ``retry_after`` is how long a throttling
+    registry wants to be left alone (seconds), else None.
     """
 
     source: str
     backup: str | None
     digest: str | None
-    state: BackupState
+    state: ImageState
     reason: str | None = None
+    transient: bool = False
+    retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", ImageState(self.state))  # "failed" and ImageState.FAILED alike
 
     @property
     def verified(self) -> bool:
-        return self.state in VERIFIED_STATES
+        return self.state.verified
 
 
 @dataclass(frozen=True)

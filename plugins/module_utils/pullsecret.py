@@ -62,14 +62,14 @@ def pull_secret_fragment(workload: Workload, name: str = DEFAULT_SECRET_NAME) ->
     A strategic merge patch merges ``imagePullSecrets`` by name, so existing
     entries stay and none is duplicated; the order directive (as kubectl
     sends it) appends the new entry, which would otherwise come first.
-    Raises ``PullSecretError`` for a bare Pod, whose ``imagePullSecrets`` the
-    API server does not let change.
+    Raises ``PullSecretError`` for a kind whose ``imagePullSecrets`` the API
+    server does not let change (a bare Pod).
     """
     if name in workload.pull_secrets:
         return {}
-    if workload.kind.name == "Pod":
+    if not workload.kind.pull_secrets_mutable:
         raise PullSecretError(
-            f"{workload.key}: a Pod's imagePullSecrets cannot change after creation; "
+            f"{workload.key}: a {workload.kind.name}'s imagePullSecrets cannot change after creation; "
             f"recreate it with imagePullSecret {name!r} to pull from the backup registry"
         )
     order = [{"name": existing} for existing in (*workload.pull_secrets, name)]

@@ -97,9 +97,10 @@ class RegistryUnavailable(RegistryError):
 
 
 class RateLimited(RegistryError):
-    """The registry throttles us; ``retry_after`` is how long it asked to wait (seconds), if it said."""
+    """The registry throttles us; ``retry_after``: seconds to wait before asking again (what the registry said
+    in Retry-After, else the backoff this client would have slept next)."""
 
-    def __init__(self, reference: ImageReference, detail: str, retry_after: float | None = None) -> None:
+    def __init__(self, reference: ImageReference, detail: str, retry_after: float) -> None:
         super().__init__(reference, detail)
         self.args = (reference, detail, retry_after)
         self.retry_after = retry_after
@@ -483,7 +484,7 @@ class RegistryClient:
             detail += f"; the registry asks to wait {retry_after:.0f}s"
         # A 503 that says when to come back is throttling too; without Retry-After it is an outage.
         if response.status == 429 or retry_after is not None:
-            raise RateLimited(ref, detail, retry_after)
+            raise RateLimited(ref, detail, delay)
         raise RegistryUnavailable(ref, detail)
 
     def _should_retry(self, attempt: int, delay: float) -> bool:

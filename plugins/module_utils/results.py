@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import backup_reference, naming_problem
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference
+from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState, WorkloadState
 
 if TYPE_CHECKING:  # the engine's types, for the reader: importing them needs the kubernetes client
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import WorkloadReport
@@ -32,12 +33,11 @@ if TYPE_CHECKING:  # the engine's types, for the reader: importing them needs th
 # Return keys of the images in each backup state. ``failed`` is Ansible's own result flag (a
 # non-empty list there would mark the task failed), hence ``failed_images``; for the same reason
 # the workload modules return ``skipped_workloads``, never ``skipped``.
-STATE_LISTS: Final = {"copied": "copied", "present": "present", "missing": "missing", "failed": "failed_images"}
+STATE_LISTS: Final = {ImageState.COPIED: "copied", ImageState.PRESENT: "present", ImageState.MISSING: "missing",
+                      ImageState.FAILED: "failed_images"}
 # Image states of workload_images_info beyond the backup's: not looked up, or not an image reference.
 UNCHECKED: Final = "unchecked"
 INVALID: Final = "invalid"
-WORKLOAD_STATES: Final = ("rewritten", "unchanged", "blocked", "failed", "reverted")
-TROUBLE_STATES: Final = ("blocked", "failed")
 
 
 def outcome(result: BackupOutcome) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def outcome(result: BackupOutcome) -> dict[str, Any]:
         "source": result.source,
         "backup": result.backup,
         "digest": result.digest,
-        "state": result.state,
+        "state": result.state.value,  # a plain str: Ansible's result checks reject str subclasses
         "reason": result.reason,
     }
 
@@ -61,7 +61,7 @@ def backup_results(outcomes: Mapping[str, BackupOutcome]) -> dict[str, Any]:
 
 def backup_failure(outcomes: Mapping[str, BackupOutcome], fail_on_missing: bool) -> str | None:
     """Why a backup run failed (every failed image, and missing ones with ``fail_on_missing``), or None."""
-    failing = ("failed", "missing") if fail_on_missing else ("failed",)
+    failing = (ImageState.FAILED, ImageState.MISSING) if fail_on_missing else (ImageState.FAILED,)
     bad = [result for result in outcomes.values() if result.state in failing]
     if not bad:
         return None
@@ -121,7 +121,7 @@ def _image(
         entry["digest"] = image.reference.digest
         problem = naming_problem(image.reference, policy)
         if outcomes is not None and problem is not None:
-            entry.update(state="failed", reason=f"cannot name its backup: {problem}")
+            entry.update(state=ImageState.FAILED.value, reason=f"cannot name its backup: {problem}")
     else:
         entry.update(backup=found.backup, digest=found.digest, state=found.state, reason=found.reason)
     if entry["backup"] is None:
@@ -147,7 +147,7 @@ def workload_report(report: WorkloadReport) -> dict[str, Any]:
         "kind": kind,
         "namespace": namespace,
         "name": name,
-        "state": report.state,
+        "state": report.state.value,
         "reason": report.reason,
         "managed_by": report.managed_by,
         "changes": [change(item) for item in result.changes] if result is not None else [],
@@ -167,12 +167,12 @@ def workload_diff(report: WorkloadReport) -> dict[str, Any] | None:
 def workload_summary(reports: Iterable[Mapping[str, Any]], skipped_count: int = 0) -> dict[str, int]:
     """How many workloads ended in each state (all states, zeros included), and how many were skipped."""
     counts = Counter(report["state"] for report in reports)
-    return {state: counts[state] for state in WORKLOAD_STATES} | {"skipped": skipped_count}
+    return {state.value: counts[state] for state in WorkloadState} | {"skipped": skipped_count}
 
 
 def trouble(reports: Sequence[Mapping[str, Any]]) -> str | None:
     """What went wrong (every blocked or failed workload, with its reason), or None."""
-    bad = [report for report in reports if report["state"] in TROUBLE_STATES]
+    bad = [report for report in reports if WorkloadState(report["state"]).trouble]
     if not bad:
         return None
     lines = "; ".join(f"{report['key']}: {report['state']}: {report['reason']}" for report in bad)

@@ -210,11 +210,7 @@ def _body(workload: Workload, edit: _Edit) -> dict[str, Any]:
         metadata["annotations"] = edit.annotations
     body: dict[str, Any] = {"metadata": metadata}
     if edit.pod_spec:
-        *parents, last = workload.kind.pod_spec_path
-        node = body
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = edit.pod_spec
+        body |= workload.kind.at_pod_spec(edit.pod_spec)
     return body
 
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ansible_collections.imageclone.backup.plugins.module_utils.copier import CopyError
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
     CredentialStore,
     memfd_number,
@@ -33,16 +34,6 @@ _SERVER_ERROR = re.compile(r"\b5\d\d \((?:Internal Server Error|Bad Gateway|Serv
 # Environment skopeo needs; everything else (tokens in CI variables, proxies' passwords...) stays out.
 _PASSED_ENV = ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
                "https_proxy", "http_proxy", "no_proxy")
-
-
-class CopyError(RuntimeError):
-    """A copy failed; ``missing``: the source image does not exist; ``transient``: a registry's
-    server-side error worth another try."""
-
-    def __init__(self, message: str, *, missing: bool = False, transient: bool = False) -> None:
-        super().__init__(message)
-        self.missing = missing
-        self.transient = transient
 
 
 class RunningCopies:
@@ -91,7 +82,7 @@ class RunningCopies:
 
 @dataclass(frozen=True)
 class Skopeo:
-    """How to call skopeo: binary, TLS material, retries and the per-copy timeout."""
+    """The ``Copier`` that runs skopeo: binary, TLS material, retries and the per-copy timeout."""
 
     binary: str = "skopeo"
     certs_dir: Path | None = None
@@ -99,6 +90,12 @@ class Skopeo:
     retry_times: int = 3
     timeout: float = 600.0
     running: RunningCopies = field(default_factory=RunningCopies, compare=False)
+
+    def cancel(self) -> int:
+        return self.running.cancel()
+
+    def resume(self) -> None:
+        self.running.resume()
 
     def copy(self, source: ImageReference, destination: ImageReference, credentials: CredentialStore) -> None:
         """Copy every platform of ``source`` to ``destination`` with digests unchanged.

@@ -1,4 +1,4 @@
-"""Workload kinds, what their pod specs say about images, and which workloads are ours to touch.
+"""What workload objects say about their images, and which workloads are ours to touch.
 
 Discovery never raises on bad input: a container with an empty, missing or
 malformed image is recorded on its workload (``Workload.problems``) so one odd
@@ -11,6 +11,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ansible_collections.imageclone.backup.plugins.module_utils.kinds import KINDS, Kind
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
     ImageReference,
@@ -24,7 +25,9 @@ SECTIONS: Final = ("initContainers", "containers", "ephemeralContainers")
 REWRITABLE_SECTIONS: Final = ("initContainers", "containers")
 
 ALWAYS_IGNORED_NAMESPACES: Final = frozenset({"kube-system"})
-SKIP_ANNOTATION: Final = "imageclone.io/skip"
+# Annotations under this prefix are image-clone's own (opt-out, recorded originals...).
+ANNOTATION_PREFIX: Final = "imageclone.io/"
+SKIP_ANNOTATION: Final = f"{ANNOTATION_PREFIX}skip"
 ARGOCD: Final = "argocd"
 FLUX: Final = "flux"
 ARGOCD_ANNOTATIONS: Final = ("argocd.argoproj.io/tracking-id",)
@@ -33,36 +36,7 @@ ARGOCD_ANNOTATIONS: Final = ("argocd.argoproj.io/tracking-id",)
 # would let Argo CD silently revert the rewrite.
 ARGOCD_LABELS: Final = ("argocd.argoproj.io/instance", "app.kubernetes.io/instance")
 FLUX_LABELS: Final = ("kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name")
-# Their controller owner (Deployment, CronJob, any controller) is the place to rewrite.
-SKIPPED_WHEN_OWNED: Final = frozenset({"ReplicaSet", "Job", "Pod"})
 NAMESPACE: Final = Resource("Namespace", "v1", "namespaces", namespaced=False)
-
-
-@dataclass(frozen=True)
-class Kind(Resource):
-    """A workload kind: where its pod spec lives and whether that pod template can change.
-
-    ``template_immutable`` marks kinds whose images the API server refuses to
-    change after creation (a Job's ``spec.template``).
-    """
-
-    pod_spec_path: tuple[str, ...] = field(kw_only=True)
-    template_immutable: bool = field(default=False, kw_only=True)
-
-
-_TEMPLATE: Final = ("spec", "template", "spec")
-KINDS: Final[Mapping[str, Kind]] = {
-    kind.name: kind
-    for kind in (
-        Kind("Deployment", "apps/v1", "deployments", pod_spec_path=_TEMPLATE),
-        Kind("DaemonSet", "apps/v1", "daemonsets", pod_spec_path=_TEMPLATE),
-        Kind("StatefulSet", "apps/v1", "statefulsets", pod_spec_path=_TEMPLATE),
-        Kind("CronJob", "batch/v1", "cronjobs", pod_spec_path=("spec", "jobTemplate", *_TEMPLATE)),
-        Kind("Job", "batch/v1", "jobs", pod_spec_path=_TEMPLATE, template_immutable=True),
-        Kind("ReplicaSet", "apps/v1", "replicasets", pod_spec_path=_TEMPLATE),
-        Kind("Pod", "v1", "pods", pod_spec_path=("spec",)),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -144,17 +118,10 @@ class DiscoveryResult:
     skipped: tuple[Skipped, ...]
 
 
-def _pod_spec(kind: Kind, obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    node: Any = obj
-    for key in kind.pod_spec_path:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node if isinstance(node, Mapping) else None
-
-
 def workload_from_object(kind: Kind, obj: Mapping[str, Any]) -> Workload:
     """Read ``obj`` as a workload of ``kind``; never raises on malformed content."""
     metadata = _mapping(obj.get("metadata"))
-    spec = _pod_spec(kind, obj)
+    spec = kind.pod_spec(obj)
     images = _images(spec) if spec is not None else ()
     problems = [image.problem for image in images if image.problem] + _duplicate_names(images)
     if spec is None:
@@ -174,6 +141,38 @@ def workload_from_object(kind: Kind, obj: Mapping[str, Any]) -> Workload:
         problems=tuple(problems),
         raw=obj,
     )
+
+
+def projection(kind: Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``obj`` that ``workload_from_object`` reads and a rewrite patch needs, and nothing else.
+
+    Reading the projection gives the same ``Workload`` as reading ``obj``; a
+    cache keeps this (a few hundred bytes) instead of the full object (tens of
+    kilobytes with managedFields and status). resourceVersion is left out:
+    a status-only update leaves the projection unchanged.
+    """
+    metadata = _mapping(obj.get("metadata"))
+    slim_metadata = {key: metadata.get(key) for key in ("name", "namespace", "uid")}
+    labels = metadata.get("labels")
+    annotations = {key: value for key, value in _mapping(metadata.get("annotations")).items()
+                   if key.startswith(ANNOTATION_PREFIX) or key in ARGOCD_ANNOTATIONS}
+    owner = _controller_owner_reference(metadata.get("ownerReferences"))
+    for key, value in (("labels", labels), ("annotations", annotations), ("ownerReferences", owner and [owner])):
+        if value:
+            slim_metadata[key] = value
+    slim: dict[str, Any] = {"metadata": slim_metadata}
+    spec = kind.pod_spec(obj)
+    if spec is not None:
+        slim_spec = {section: [_name_and_image(entry) for entry in entries]
+                     for section in SECTIONS if isinstance(entries := spec.get(section), list)}
+        if "imagePullSecrets" in spec:
+            slim_spec["imagePullSecrets"] = spec["imagePullSecrets"]
+        slim |= kind.at_pod_spec(slim_spec)
+    return slim
+
+
+def _name_and_image(entry: Any) -> Any:
+    return {key: entry[key] for key in ("name", "image") if key in entry} if isinstance(entry, Mapping) else entry
 
 
 def _gitops_manager(metadata: Mapping[str, Any]) -> str | None:
@@ -204,7 +203,7 @@ def skip_reason(
         return reason
     if workload.annotations.get(SKIP_ANNOTATION, "").strip().lower() == "true":
         return f"opted out with annotation {SKIP_ANNOTATION}"
-    if workload.owner and workload.kind.name in SKIPPED_WHEN_OWNED:
+    if workload.owner and workload.kind.skipped_when_owned:
         return f"controlled by {workload.owner}, which is handled instead"
     if skip_gitops and workload.managed_by:
         return f"managed by {workload.managed_by} (skip_gitops)"
@@ -319,10 +318,16 @@ def _pull_secrets(spec: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _controller_owner(references: Any) -> str | None:
+    reference = _controller_owner_reference(references)
+    return f"{reference['kind']}/{reference['name']}" if reference else None
+
+
+def _controller_owner_reference(references: Any) -> dict[str, Any] | None:
+    """The ownerReference of the object's controller, reduced to what names it."""
     for entry in references if isinstance(references, list) else ():
         reference = _mapping(entry)
         if reference.get("controller") is True:
-            return f"{reference.get('kind')}/{reference.get('name')}"
+            return {"kind": reference.get("kind"), "name": reference.get("name"), "controller": True}
     return None
 
 

@@ -304,6 +304,7 @@ try:
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope, WorkloadReport
+    from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState, WorkloadState
     from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
         KINDS,
         Skipped,
@@ -314,8 +315,6 @@ except ImportError:
 else:
     ENGINE_IMPORT_ERROR = None
 
-WRITTEN_STATES = ("rewritten", "reverted")
-ROLLOUT_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 POLL_SECONDS = 1.0
 
 
@@ -349,49 +348,24 @@ def rewrite_all(engine, workloads):
     return [engine.rewrite(workload, outcomes) for workload in workloads], outcomes
 
 
-def rollout_pending(kind_name, obj, generation):
-    """Why the rollout of ``obj`` (written at ``generation``) is not complete yet, or None when it is.
-
-    Complete means what ``kubectl rollout status`` means: every wanted pod runs the new
-    template, no old pod is left, and the new pods are available (Ready).
-    """
-    metadata, spec, status = (obj.get(field) or {} for field in ("metadata", "spec", "status"))
-    wanted = max(generation or 0, metadata.get("generation") or 0)
-    if (status.get("observedGeneration") or 0) < wanted:
-        return f"its controller has not observed generation {wanted} yet"
-    if kind_name == "DaemonSet":
-        desired = status.get("desiredNumberScheduled") or 0
-        updated, ready, total = status.get("updatedNumberScheduled") or 0, status.get("numberAvailable") or 0, desired
-    else:
-        replicas = spec.get("replicas")
-        desired = 1 if replicas is None else replicas
-        updated, total = status.get("updatedReplicas") or 0, status.get("replicas") or 0
-        ready = status.get("availableReplicas" if kind_name == "Deployment" else "readyReplicas") or 0
-    if updated < desired:
-        return f"{updated} of {desired} pod(s) run the new template"
-    if total > updated:
-        return f"{total - updated} old pod(s) still to be replaced"
-    if ready < desired:
-        return f"{ready} of {desired} new pod(s) ready"
-    return None
-
-
 def wait_for_rollouts(api, reports, timeout):
-    """Wait until the written Deployments, DaemonSets and StatefulSets have rolled out.
+    """Wait until the written workloads of kinds that roll out (Deployments, DaemonSets, StatefulSets) have rolled
+    out, as ``kubectl rollout status`` means it.
 
     Returns ``{key: why not}`` for those still rolling out at ``timeout`` (seconds, all together).
     """
     pending = {}
     for report in reports:
         kind_name, namespace, name = report.key.split("/", 2)
-        if report.state in WRITTEN_STATES and kind_name in ROLLOUT_KINDS:
+        kind = KINDS[kind_name]
+        if report.state.written and kind.rollout is not None:
             written = (report.result.object or {}).get("metadata") or {}
-            pending[report.key] = (kind_name, namespace, name, written.get("generation"))
+            pending[report.key] = (kind, namespace, name, written.get("generation"))
     deadline = time.monotonic() + timeout
     waiting = {}
     while pending:
-        for key, (kind_name, namespace, name, generation) in list(pending.items()):
-            why = rollout_pending(kind_name, api.get(KINDS[kind_name], namespace, name), generation)
+        for key, (kind, namespace, name, generation) in list(pending.items()):
+            why = kind.rollout.pending(api.get(kind, namespace, name), generation)
             if why is None:
                 del pending[key]
                 waiting.pop(key, None)
@@ -433,7 +407,7 @@ def run(params, check_mode):
 def pull_secret_warning(params, reports):
     """Why pods may fail to pull the images just rewritten (no pull Secret for an authenticated backup registry),
     or None."""
-    if params["pull_secret"] or not any(report.state == "rewritten" for report in reports):
+    if params["pull_secret"] or not any(report.state is WorkloadState.REWRITTEN for report in reports):
         return None
     options = BackupOptions.from_mapping(params)
     if not options.has_backup_login():
@@ -472,8 +446,8 @@ def main():
     except (ValueError, KubeConfigError, KubeApiError) as error:
         module.fail_json(msg=str(error))
 
-    changed = any(report.state in WRITTEN_STATES for report in reports) or any(
-        image["state"] == "restored" for image in results["images"])
+    changed = any(report.state.written for report in reports) or any(
+        image["state"] == ImageState.RESTORED for image in results["images"])
     warning = pull_secret_warning(module.params, reports)
     if warning:
         module.warn(warning)

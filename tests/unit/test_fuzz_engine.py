@@ -43,6 +43,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import PullSecretError, pull_secret_fragment
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference, parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import RewriteError, original_images
+from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     KINDS,
     REWRITABLE_SECTIONS,
@@ -220,7 +221,7 @@ outcomes = st.builds(
     backup=st.none() | images.filter(lambda value: isinstance(value, str)),
     digest=st.none() | st.sampled_from([DIGEST, "sha256:" + "cd" * 32, "sha512:" + "ef" * 64, "sha256:short", "",
                                         "md5:abc"]) | unicode_text,
-    state=st.sampled_from(["copied", "present", "missing", "failed", "restored"]) | unicode_text,
+    state=st.sampled_from(ImageState),  # any other state is refused when the outcome is made
     reason=st.none() | unicode_text,
 )
 

@@ -5,10 +5,11 @@ import json
 
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     KINDS,
+    projection,
     skip_reason,
     workload_from_object,
 )
-from imageclone_controller.cache import Store, project
+from imageclone_controller.cache import Store
 
 
 def deployment(**overrides):
@@ -39,7 +40,7 @@ def deployment(**overrides):
 
 def test_the_projection_reads_as_the_same_workload():
     kind = KINDS["Deployment"]
-    full, slim = workload_from_object(kind, deployment()), workload_from_object(kind, project(kind, deployment()))
+    full, slim = workload_from_object(kind, deployment()), workload_from_object(kind, projection(kind, deployment()))
     for attribute in ("key", "uid", "labels", "images", "pull_secrets", "owner", "managed_by", "problems"):
         assert getattr(slim, attribute) == getattr(full, attribute), attribute
     assert slim.annotations == {key: value for key, value in full.annotations.items()
@@ -87,7 +88,7 @@ def test_cronjob_pod_spec_path_and_malformed_objects():
     kind = KINDS["CronJob"]
     cron = {"metadata": {"name": "c", "namespace": "n"},
             "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "m", "image": "x:1"}]}}}}}}
-    slim = project(kind, cron)
+    slim = projection(kind, cron)
     assert slim["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"] == [{"name": "m", "image": "x:1"}]
-    broken = project(kind, {"metadata": {"name": "b", "namespace": "n"}, "spec": "nonsense"})
+    broken = projection(kind, {"metadata": {"name": "b", "namespace": "n"}, "spec": "nonsense"})
     assert workload_from_object(kind, broken).problems  # the engine still sees what is wrong

@@ -37,14 +37,14 @@ class FakeMigration:
         return WorkloadReport(workload.key, *self.report) if isinstance(self.report, tuple) else self.report(workload)
 
 
-def reconciler(migration, obj=None, backoff=0.0):
+def reconciler(migration, obj=None):
     store = Store(KINDS["Deployment"])
     if obj is not None:
         store.upsert(obj)
     events, metrics = [], ControllerMetrics("test")
     found = lambda key: (store.kind, store.get(key)) if store.get(key) else None  # noqa: E731
-    return Reconciler(migration, found, record_event=lambda *event: events.append(event), metrics=metrics,
-                      registry_backoff=lambda registry: backoff), events, metrics
+    return Reconciler(migration, found, record_event=lambda *event: events.append(event), metrics=metrics), \
+        events, metrics
 
 
 def key(namespace="shop"):
@@ -80,10 +80,12 @@ def test_a_missing_image_warns_and_retries_slowly():
 
 
 def test_a_failed_copy_retries_fast_and_a_throttled_registry_waits_its_window():
-    failed = BackupOutcome(IMAGE, None, None, "failed", "HTTP 503 after 4 attempts")
+    failed = BackupOutcome(IMAGE, None, None, "failed", "HTTP 503 after 4 attempts", transient=True)
     result = reconciler(FakeMigration(failed, ("blocked", "x")), deployment())[0].reconcile(key())
     assert (result.reason, result.retry, result.retry_after) == ("backup_failed", TRANSIENT, None)
-    result = reconciler(FakeMigration(failed, ("blocked", "x")), deployment(), backoff=120.0)[0].reconcile(key())
+    throttled = BackupOutcome(IMAGE, None, None, "failed", "HTTP 429 after 4 attempts", transient=True,
+                              retry_after=120.0)
+    result = reconciler(FakeMigration(throttled, ("blocked", "x")), deployment())[0].reconcile(key())
     assert (result.reason, result.retry_after) == ("rate_limited", 120.0)
 
 

@@ -212,42 +212,6 @@ def test_check_mode_never_waits(run_module, args, create):
     assert not run.failed and run.result["changed"] is True
 
 
-@pytest.mark.parametrize("kind, obj, pending", [
-    ("Deployment", {"metadata": {"generation": 2}, "status": {"observedGeneration": 1}}, "not observed generation 2"),
-    ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
-                    "status": {"observedGeneration": 2, "updatedReplicas": 2}}, "2 of 3 pod(s)"),
-    ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
-                    "status": {"observedGeneration": 2, "updatedReplicas": 3, "replicas": 4}}, "1 old pod(s)"),
-    ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
-                    "status": {"observedGeneration": 2, "updatedReplicas": 3, "availableReplicas": 2}},
-     "2 of 3 new pod(s) ready"),
-    ("Deployment", {"metadata": {"generation": 2}, "spec": {"replicas": 3},
-                    "status": {"observedGeneration": 2, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}},
-     None),
-    ("StatefulSet", {"metadata": {"generation": 5}, "spec": {"replicas": 2},
-                     "status": {"observedGeneration": 5, "updatedReplicas": 2, "readyReplicas": 1}},
-     "1 of 2 new pod(s) ready"),
-    ("StatefulSet", {"metadata": {"generation": 5}, "spec": {"replicas": 0}, "status": {"observedGeneration": 5}},
-     None),
-    ("StatefulSet", {"metadata": {"generation": 5}, "spec": {}, "status": {"observedGeneration": 5}}, "0 of 1 pod(s)"),
-    ("DaemonSet", {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "desiredNumberScheduled": 4,
-                                                             "updatedNumberScheduled": 4, "numberAvailable": 4}}, None),
-    ("DaemonSet", {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "desiredNumberScheduled": 4,
-                                                             "updatedNumberScheduled": 4, "numberAvailable": 3}},
-     "3 of 4 new pod(s) ready"),
-    ("DaemonSet", {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "desiredNumberScheduled": 4,
-                                                             "updatedNumberScheduled": 1}}, "1 of 4 pod(s)"),
-])
-def test_rollout_pending(kind, obj, pending):
-    why = workload_rewrite.rollout_pending(kind, obj, obj["metadata"]["generation"])
-    assert why is None if pending is None else pending in why
-
-
-def test_an_older_generation_in_the_read_object_does_not_hide_the_written_one():
-    stale = {"metadata": {"generation": 1}, "spec": {"replicas": 0}, "status": {"observedGeneration": 1}}
-    assert "generation 2" in workload_rewrite.rollout_pending("Deployment", stale, 2)
-
-
 # -- secrets -----------------------------------------------------------------------------------------
 
 
