@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils import factory
-from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope
+from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
 from bench.env import BenchLab
 
 # Functions whose cumulative time splits a pass into its phases.
@@ -34,7 +34,7 @@ def engine_pass(bl: BenchLab, repository: str, kinds: Sequence[str], top: int = 
     lab = bl.lab
     options = factory.BackupOptions.from_mapping({
         "backup_registry": repository, "backup_authfile": str(lab.backup_authfile), "certs_dir": str(lab.certs_dir)})
-    engine = factory.migration({"kubeconfig": str(lab.kubeconfig)}, options, Scope.of(kinds))
+    engine = Migration.from_options({"kubeconfig": str(lab.kubeconfig)}, options, Scope.of(kinds))
     profiler = cProfile.Profile()
     started = time.monotonic()
     profiler.enable()

@@ -76,7 +76,6 @@ ensure_importable()
 # Re-exports: the rest of the controller imports the engine from here only.
 from ansible_collections.imageclone.backup.plugins.doc_fragments import backup as backup_doc  # noqa: E402
 from ansible_collections.imageclone.backup.plugins.module_utils import (  # noqa: E402
-    arguments,
     backup,
     credentials,
     factory,
@@ -91,6 +90,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils import (  # noqa
     states,
     workloads,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters import arguments  # noqa: E402
 
 __all__ = ["EngineNotFound", "arguments", "backup", "backup_doc", "credentials", "factory", "kinds", "kube",
            "migration", "naming", "plan", "reference", "registry", "rewrite", "states", "workloads",

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: states
-author: image-clone maintainers
+author:
+  - image-clone maintainers (!UNKNOWN)
 short_description: The states image-clone reports for images and workloads, in order
 description:
   - Returns the states the modules report, as the engine defines them, so that templates and

@@ -151,8 +151,8 @@ class BackupService:
                                  f"check mode: would restore it from {original}")
         copied = self._copy(original, backup.without_digest(), upstream)
         if not copied.verified:
-            return replace(copied, source=str(backup), reason=f"{lost}; restoring it from {original} failed: "
-                                                             f"{copied.reason}")
+            failure = f"{lost}; restoring it from {original} failed: {copied.reason}"
+            return replace(copied, source=str(backup), reason=failure)
         return self._outcome(backup, backup, upstream.digest, ImageState.RESTORED, f"{lost}; restored from {original}")
 
     def _ensure(self, source: ImageReference) -> BackupOutcome:

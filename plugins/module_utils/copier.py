@@ -26,10 +26,8 @@ class CopyError(RuntimeError):
 class Copier(Protocol):
     def copy(self, source: ImageReference, destination: ImageReference, credentials: CredentialStore) -> None:
         """Copy ``source`` to ``destination``, all platforms, digests unchanged; raises ``CopyError``."""
-        ...
 
     def cancel(self) -> int:
         """Kill the copies running now and fail new ones until ``resume``; returns how many were killed."""
-        ...
 
     def resume(self) -> None: ...

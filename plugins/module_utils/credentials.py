@@ -291,3 +291,20 @@ def basic_token(username: str, password: str) -> str:
     """``base64(username:password)``: the ``auth`` of an auth file and the credentials of HTTP Basic
     authentication (the one encoding every part of the product uses, and redacts)."""
     return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+# The docker-registry Secret image-clone writes into namespaces whose workloads pull from a private backup.
+DEFAULT_SECRET_NAME: Final = "imageclone-backup-pull"
+
+
+@dataclass(frozen=True, repr=False)
+class PullSecret:
+    """Credentials workloads need to pull from a private backup registry (repr hides them)."""
+
+    registry: str
+    username: str
+    password: str
+    name: str = DEFAULT_SECRET_NAME
+
+    def __repr__(self) -> str:
+        return f"PullSecret(registry={self.registry!r}, name={self.name!r})"

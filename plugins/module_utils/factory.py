@@ -1,4 +1,7 @@
-"""Build the engine's services from plain options, the same way for modules and the controller.
+"""Build the backup service from plain options, the same way for modules and the controller.
+
+The backup path needs no kubernetes client: ``image_backup`` runs where only
+the registries are reachable. ``Migration.from_options`` adds the cluster.
 
 Option names are those of the Ansible modules (``backup_registry``,
 ``backup_username``...). Credentials come from the backup auth file, then the
@@ -13,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
-from ansible_collections.imageclone.backup.plugins.module_utils.credentials import Credential, CredentialStore
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts, new_api_client
-from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, PullSecret, Scope
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
+    Credential,
+    CredentialStore,
+    PullSecret,
+)
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
@@ -97,25 +102,3 @@ def backup_service(
     settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
                               dry_run=dry_run, copy=copy, restore=restore)
     return BackupService(registry, skopeo, store, options.policy, settings)
-
-
-def kube_api(connection: Mapping[str, Any]) -> KubeApi:
-    """A ``KubeApi`` from kubernetes.core-style connection options (``K8S_AUTH_*`` fallbacks) and
-    ``api_connect_timeout`` / ``api_read_timeout``."""
-    return KubeApi(new_api_client(connection), timeouts=Timeouts.from_options(connection))
-
-
-def migration(
-    connection: Mapping[str, Any],
-    options: BackupOptions,
-    scope: Scope,
-    *,
-    dry_run: bool = False,
-    copy: bool = True,
-    restore: bool = True,
-    pull_secret_name: str | None = None,
-) -> Migration:
-    """The whole pipeline for one cluster."""
-    pull_secret = options.pull_secret(pull_secret_name) if pull_secret_name else None
-    backups = backup_service(options, dry_run=dry_run, copy=copy, restore=restore)
-    return Migration(kube_api(connection), backups, scope, pull_secret)

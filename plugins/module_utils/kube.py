@@ -284,6 +284,12 @@ def new_api_client(
     return k8s_client.ApiClient(configuration)
 
 
+def api_from_options(connection: Mapping[str, Any]) -> KubeApi:
+    """A ``KubeApi`` from kubernetes.core-style connection options (``K8S_AUTH_*`` fallbacks) and
+    ``api_connect_timeout`` / ``api_read_timeout``."""
+    return KubeApi(new_api_client(connection), timeouts=Timeouts.from_options(connection))
+
+
 def pooled_copy(base: k8s_client.ApiClient, pool_size: int, user_agent: str | None = None) -> k8s_client.ApiClient:
     """A client for the same server, credentials and retries as ``base``, with its own pool of
     ``pool_size`` connections (one per thread that may use it at once) and ``user_agent``."""

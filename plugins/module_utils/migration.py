@@ -13,7 +13,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import Backups
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import PullSecret
+from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, api_from_options
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     BackupOutcome,
@@ -21,7 +23,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     plan_workload,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import (
-    DEFAULT_SECRET_NAME,
     PullSecretError,
     ensure_pull_secret,
 )
@@ -54,19 +55,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     discover,
     without_terminating_namespaces,
 )
-
-
-@dataclass(frozen=True, repr=False)
-class PullSecret:
-    """Credentials workloads need to pull from a private backup registry (repr hides them)."""
-
-    registry: str
-    username: str
-    password: str
-    name: str = DEFAULT_SECRET_NAME
-
-    def __repr__(self) -> str:
-        return f"PullSecret(registry={self.registry!r}, name={self.name!r})"
 
 
 @dataclass(frozen=True)
@@ -114,9 +102,9 @@ class MigrationReport:
         """Counts of workloads and images by state (every state present, zeros included)."""
         workload_counts = Counter(report.state for report in self.workloads)
         image_counts = Counter(outcome.state for outcome in self.images.values())
+        workloads = {state.value: workload_counts[state] for state in PASS_WORKLOAD_STATES}
         return {
-            "workloads": {state.value: workload_counts[state] for state in PASS_WORKLOAD_STATES}
-                         | {"skipped": len(self.skipped)},
+            "workloads": workloads | {"skipped": len(self.skipped)},
             "images": {state.value: image_counts[state] for state in ImageState},
         }
 
@@ -142,6 +130,23 @@ class Migration:
         self.scope = scope
         self.pull_secret = pull_secret
         self._secret_namespaces: set[str] = set()
+
+    @classmethod
+    def from_options(
+        cls,
+        connection: Mapping[str, Any],
+        options: BackupOptions,
+        scope: Scope,
+        *,
+        dry_run: bool = False,
+        copy: bool = True,
+        restore: bool = True,
+        pull_secret_name: str | None = None,
+    ) -> Migration:
+        """The whole pipeline for one cluster, from module-style connection and backup options."""
+        pull_secret = options.pull_secret(pull_secret_name) if pull_secret_name else None
+        backups = backup_service(options, dry_run=dry_run, copy=copy, restore=restore)
+        return cls(api_from_options(connection), backups, scope, pull_secret)
 
     @property
     def dry_run(self) -> bool:

@@ -12,11 +12,10 @@ import base64
 import json
 from typing import Any, Final
 
-from ansible_collections.imageclone.backup.plugins.module_utils.credentials import basic_token
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import DEFAULT_SECRET_NAME, basic_token
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import Workload
 
-DEFAULT_SECRET_NAME: Final = "imageclone-backup-pull"
 SECRET: Final = Resource("Secret", "v1", "secrets")
 SECRET_TYPE: Final = "kubernetes.io/dockerconfigjson"
 DATA_KEY: Final = ".dockerconfigjson"

@@ -58,7 +58,8 @@ attributes:
   platform:
     platforms: posix
 requirements:
-  - the kubernetes Python client (the engine's service factory imports it)
+  - urllib3, for the registry requests (the kubernetes Python client is not needed; this module never contacts the cluster)
+  - skopeo, for the copies
 notes:
   - An image whose source has vanished but whose backup exists is V(present) (the backup is what it is for).
 seealso:
@@ -156,15 +157,9 @@ failed_images:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
-
-from ansible_collections.imageclone.backup.plugins.module_utils.arguments import (
-    BACKUP_ARGUMENTS,
-    BACKUP_REQUIRED_BY,
-    argument_spec,
-    range_problems,
-)
-from ansible_collections.imageclone.backup.plugins.module_utils.results import backup_failure, backup_results
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import BACKUP_ARGUMENTS
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_module
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import backup_failure, backup_results
 
 try:
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
@@ -192,21 +187,13 @@ def parse_images(images):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            BACKUP_ARGUMENTS,
-            env_fallback=env_fallback,
-            images={"type": "list", "elements": "str", "required": True},
-            fail_on_missing={"type": "bool", "default": True},
-        ),
-        required_by=BACKUP_REQUIRED_BY,
-        supports_check_mode=True,
+    module = open_module(
+        BACKUP_ARGUMENTS,
+        engine_import_error=ENGINE_IMPORT_ERROR,
+        library="urllib3",
+        images={"type": "list", "elements": "str", "required": True},
+        fail_on_missing={"type": "bool", "default": True},
     )
-    if ENGINE_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=ENGINE_IMPORT_ERROR)
-    problems = range_problems(module.params)
-    if problems:
-        module.fail_json(msg="; ".join(problems))
 
     try:
         references = parse_images(module.params["images"])

@@ -229,24 +229,19 @@ images:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
-
-from ansible_collections.imageclone.backup.plugins.module_utils.arguments import (
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import (
     BACKUP_ARGUMENTS,
-    BACKUP_REQUIRED_BY,
     CONNECTION_ARGUMENTS,
     SCOPE_ARGUMENTS,
-    argument_spec,
-    name_problems,
-    range_problems,
     scope_fields,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.results import skipped_entry, workload_images
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_module
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import skipped_entry, workload_images
 
 try:
-    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration
+    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
-    from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope
+    from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
     from ansible_collections.imageclone.backup.plugins.module_utils.plan import images_to_back_up, plan_workload
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
@@ -257,7 +252,8 @@ else:
 def describe(params):
     """The return values: discovery, then (with check_backups) one verify-only lookup of every image."""
     options = BackupOptions.from_mapping(params)
-    survey = migration(params, options, Scope.of(**scope_fields(params)), dry_run=True, copy=False, restore=False)
+    survey = Migration.from_options(params, options, Scope.of(**scope_fields(params)),
+                                    dry_run=True, copy=False, restore=False)
     found = survey.discover()
     outcomes = survey.back_up(found.workloads) if params["check_backups"] else None
     policy = survey.backups.policy
@@ -273,22 +269,14 @@ def describe(params):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            CONNECTION_ARGUMENTS,
-            SCOPE_ARGUMENTS,
-            BACKUP_ARGUMENTS,
-            env_fallback=env_fallback,
-            check_backups={"type": "bool", "default": True},
-        ),
-        required_by=BACKUP_REQUIRED_BY,
-        supports_check_mode=True,
+    module = open_module(
+        CONNECTION_ARGUMENTS,
+        SCOPE_ARGUMENTS,
+        BACKUP_ARGUMENTS,
+        engine_import_error=ENGINE_IMPORT_ERROR,
+        library="kubernetes",
+        check_backups={"type": "bool", "default": True},
     )
-    if ENGINE_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=ENGINE_IMPORT_ERROR)
-    problems = range_problems(module.params) + name_problems(module.params)
-    if problems:
-        module.fail_json(msg="; ".join(problems))
     try:
         results = describe(module.params)
     except (ValueError, KubeConfigError, KubeApiError) as error:

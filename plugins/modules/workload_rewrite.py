@@ -278,20 +278,15 @@ diff:
 import time
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
-
-from ansible_collections.imageclone.backup.plugins.module_utils.arguments import (
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import (
     BACKUP_ARGUMENTS,
-    BACKUP_REQUIRED_BY,
     CONNECTION_ARGUMENTS,
     SCOPE_ARGUMENTS,
-    argument_spec,
-    name_problems,
-    range_problems,
     scope_fields,
     workload_ids,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.results import (
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_module
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import (
     outcome,
     skipped_entry,
     trouble,
@@ -301,9 +296,9 @@ from ansible_collections.imageclone.backup.plugins.module_utils.results import (
 )
 
 try:
-    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, migration
+    from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
-    from ansible_collections.imageclone.backup.plugins.module_utils.migration import Scope, WorkloadReport
+    from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope, WorkloadReport
     from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState, WorkloadState
     from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
         KINDS,
@@ -385,7 +380,7 @@ def run(params, check_mode):
     # A real run only verifies, and restores lost backups (first copies are image_backup's job);
     # check mode also counts the images a preceding image_backup task would have copied, so it
     # previews the real run.
-    engine = migration(
+    engine = Migration.from_options(
         params, options, Scope.of(**scope_fields(params, ids)), dry_run=check_mode, copy=check_mode,
         pull_secret_name=params["pull_secret"] if rewriting else None,
     )
@@ -419,28 +414,20 @@ def pull_secret_warning(params, reports):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            CONNECTION_ARGUMENTS,
-            SCOPE_ARGUMENTS,
-            BACKUP_ARGUMENTS,
-            env_fallback=env_fallback,
-            state={"type": "str", "choices": ["rewritten", "reverted"], "default": "rewritten"},
-            workloads={"type": "list", "elements": "dict"},
-            pull_secret={"type": "str", "no_log": False},  # the Secret's name, not a secret
-            wait={"type": "bool", "default": False},
-            wait_timeout={"type": "int", "default": 300},
-            fail_on_blocked={"type": "bool", "default": False},
-            force={"type": "bool", "default": False},
-        ),
-        required_by=BACKUP_REQUIRED_BY,
-        supports_check_mode=True,
+    module = open_module(
+        CONNECTION_ARGUMENTS,
+        SCOPE_ARGUMENTS,
+        BACKUP_ARGUMENTS,
+        engine_import_error=ENGINE_IMPORT_ERROR,
+        library="kubernetes",
+        state={"type": "str", "choices": ["rewritten", "reverted"], "default": "rewritten"},
+        workloads={"type": "list", "elements": "dict"},
+        pull_secret={"type": "str", "no_log": False},  # the Secret's name, not a secret
+        wait={"type": "bool", "default": False},
+        wait_timeout={"type": "int", "default": 300},
+        fail_on_blocked={"type": "bool", "default": False},
+        force={"type": "bool", "default": False},
     )
-    if ENGINE_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=ENGINE_IMPORT_ERROR)
-    problems = range_problems(module.params) + name_problems(module.params)
-    if problems:
-        module.fail_json(msg="; ".join(problems))
     try:
         engine, reports, results = run(module.params, module.check_mode)
     except (ValueError, KubeConfigError, KubeApiError) as error:

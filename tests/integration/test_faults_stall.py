@@ -20,8 +20,7 @@ from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_
 from test_controller_harness import admin_api, record, rewritten_to
 from test_playbook_lab import run_playbook, variables
 
-from ansible_collections.imageclone.backup.plugins.module_utils.factory import kube_api
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, api_from_options
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess, backup_repository
 from lab.tcpproxy import PartitionableProxy
@@ -60,7 +59,7 @@ def timestamp(event: dict, field: str) -> float:
 
 def test_a_stalled_api_server_fails_an_engine_call_within_its_timeouts_naming_the_server(lab, api_proxy, tmp_path):
     kubeconfig = kubeconfig_through(lab, api_proxy, tmp_path / "kubeconfig")
-    api = kube_api({"kubeconfig": str(kubeconfig), "api_connect_timeout": 1, "api_read_timeout": 2})
+    api = api_from_options({"kubeconfig": str(kubeconfig), "api_connect_timeout": 1, "api_read_timeout": 2})
     assert api.list(DEPLOYMENT, "default")[1], "the proxy forwards while healthy"
     api_proxy.partition()
     started = time.monotonic()

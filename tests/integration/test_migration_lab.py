@@ -117,14 +117,13 @@ def test_a_lost_backup_is_restored_from_the_recorded_original(lab, policy, clust
 
 def test_a_deleted_pull_secret_is_recreated_after_forget(lab, policy, namespace):
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions
-    from ansible_collections.imageclone.backup.plugins.module_utils.factory import migration as build
 
     options = BackupOptions.from_mapping({"backup_registry": policy.target, "backup_authfile": str(lab.backup_authfile),
                                           "certs_dir": str(lab.certs_dir)})
     admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
     for name in ("first", "second"):
         admin.create(KINDS["Deployment"], namespace, manifest("Deployment", name, pod_spec(lab, "Deployment")))
-    engine = build({"kubeconfig": str(lab.kubeconfig)}, options, Scope(namespaces=(namespace,)),
+    engine = Migration.from_options({"kubeconfig": str(lab.kubeconfig)}, options, Scope(namespaces=(namespace,)),
                    pull_secret_name="backup-pull")
     found = {w.name: w for w in engine.discover().workloads}
     outcomes = engine.back_up(found.values())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import outcome
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import WorkloadReport
@@ -14,7 +15,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
     RegistryAuthError,
     RegistryUnavailable,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.results import outcome
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 from ansible_collections.imageclone.backup.plugins.module_utils.states import (
     PASS_WORKLOAD_STATES,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ansible_collections.imageclone.backup.plugins.module_utils import arguments
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters import arguments
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from ansible_collections.imageclone.backup.plugins.modules import image_backup, workload_images_info
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ansible_collections.imageclone.backup.plugins.module_utils import arguments
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters import arguments
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
