@@ -230,12 +230,9 @@ images:
 import traceback
 
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import (
-    BACKUP_ARGUMENTS,
-    CONNECTION_ARGUMENTS,
-    SCOPE_ARGUMENTS,
     scope_fields,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_module
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_workload_module
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import skipped_entry, workload_images
 
 try:
@@ -269,12 +266,8 @@ def describe(params):
 
 
 def main():
-    module = open_module(
-        CONNECTION_ARGUMENTS,
-        SCOPE_ARGUMENTS,
-        BACKUP_ARGUMENTS,
+    module = open_workload_module(
         engine_import_error=ENGINE_IMPORT_ERROR,
-        library="kubernetes",
         check_backups={"type": "bool", "default": True},
     )
     try:

@@ -279,13 +279,10 @@ import time
 import traceback
 
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import (
-    BACKUP_ARGUMENTS,
-    CONNECTION_ARGUMENTS,
-    SCOPE_ARGUMENTS,
     scope_fields,
     workload_ids,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_module
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_workload_module
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import (
     outcome,
     skipped_entry,
@@ -414,12 +411,8 @@ def pull_secret_warning(params, reports):
 
 
 def main():
-    module = open_module(
-        CONNECTION_ARGUMENTS,
-        SCOPE_ARGUMENTS,
-        BACKUP_ARGUMENTS,
+    module = open_workload_module(
         engine_import_error=ENGINE_IMPORT_ERROR,
-        library="kubernetes",
         state={"type": "str", "choices": ["rewritten", "reverted"], "default": "rewritten"},
         workloads={"type": "list", "elements": "dict"},
         pull_secret={"type": "str", "no_log": False},  # the Secret's name, not a secret

@@ -12,7 +12,10 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import (
+    BACKUP_ARGUMENTS,
     BACKUP_REQUIRED_BY,
+    CONNECTION_ARGUMENTS,
+    SCOPE_ARGUMENTS,
     argument_spec,
     name_problems,
     range_problems,
@@ -33,3 +36,9 @@ def open_module(
     if problems:
         module.fail_json(msg="; ".join(problems))
     return module
+
+
+def open_workload_module(*, engine_import_error: str | None, **own: Any) -> AnsibleModule:
+    """``open_module`` for a module that works on the cluster's workloads: connection, scope and backup options."""
+    return open_module(CONNECTION_ARGUMENTS, SCOPE_ARGUMENTS, BACKUP_ARGUMENTS,
+                       engine_import_error=engine_import_error, library="kubernetes", **own)
