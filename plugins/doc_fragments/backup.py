@@ -126,12 +126,15 @@ options:
         rewritten.
     type: list
     elements: str
-    choices: [Deployment, DaemonSet, StatefulSet, CronJob, Job, ReplicaSet, Pod]
+    choices: [Deployment, DaemonSet, StatefulSet, CronJob, ReplicationController, Job, ReplicaSet, Pod]
   skip_gitops:
     description:
       - Whether to leave alone workloads managed by Argo CD or Flux (they are reported as skipped).
       - When V(false), such workloads are processed and their C(managed_by) says who else manages them;
         a GitOps controller may revert the rewrite unless its source is changed too.
+      - Helm releases (C(managed_by=helm)) are never skipped for this option, as Helm does not revert changes; a
+        later C(helm upgrade) writes the chart's images again, so change the chart's values too.
+      - The markers read for each tool are listed in the collection's C(docs/gitops.md).
     type: bool
     default: false
 notes:

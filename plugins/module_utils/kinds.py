@@ -128,6 +128,9 @@ KINDS: Final[Mapping[str, Kind]] = {
              rollout=Rollout(_REPLICAS, 1, "updatedReplicas", "replicas", "readyReplicas")),
         Kind("CronJob", "batch/v1", "cronjobs", pod_spec_path=("spec", "jobTemplate", *_TEMPLATE),
              watched_by_default=True),
+        # Its pods keep the image they started with: a new template reaches only pods created afterwards.
+        Kind("ReplicationController", "v1", "replicationcontrollers", pod_spec_path=_TEMPLATE,
+             watched_by_default=True),
         Kind("Job", "batch/v1", "jobs", pod_spec_path=_TEMPLATE, skipped_when_owned=True, template_immutable=True),
         Kind("ReplicaSet", "apps/v1", "replicasets", pod_spec_path=_TEMPLATE, skipped_when_owned=True),
         Kind("Pod", "v1", "pods", pod_spec_path=("spec",), skipped_when_owned=True, pull_secrets_mutable=False),

@@ -28,14 +28,22 @@ ALWAYS_IGNORED_NAMESPACES: Final = frozenset({"kube-system"})
 # Annotations under this prefix are image-clone's own (opt-out, recorded originals...).
 ANNOTATION_PREFIX: Final = "imageclone.io/"
 SKIP_ANNOTATION: Final = f"{ANNOTATION_PREFIX}skip"
+# Who else manages a workload, from the markers each tool writes itself (docs/gitops.md lists them).
 ARGOCD: Final = "argocd"
 FLUX: Final = "flux"
+HELM: Final = "helm"
+# GitOps controllers put their source back: a rewrite they do not know about is reverted.
+GITOPS_MANAGERS: Final = frozenset({ARGOCD, FLUX})
+# Argo CD's annotation tracking, and the instance label Argo CD's docs recommend for label
+# tracking. Its default label, app.kubernetes.io/instance, is also every Helm chart's and
+# Kubernetes' recommended label, so on its own it says nothing about Argo CD.
 ARGOCD_ANNOTATIONS: Final = ("argocd.argoproj.io/tracking-id",)
-# Label tracking cannot be told apart from Helm's label of the same name; a
-# false "argocd" only reports (and skips with skip_gitops), whereas a miss
-# would let Argo CD silently revert the rewrite.
-ARGOCD_LABELS: Final = ("argocd.argoproj.io/instance", "app.kubernetes.io/instance")
+ARGOCD_LABELS: Final = ("argocd.argoproj.io/instance",)
 FLUX_LABELS: Final = ("kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name")
+# Written by helm install/upgrade (not by helm template, which Argo CD renders charts with).
+HELM_ANNOTATIONS: Final = ("meta.helm.sh/release-name",)
+HELM_LABELS: Final = {"app.kubernetes.io/managed-by": "Helm"}
+READ_ANNOTATIONS: Final = (*ARGOCD_ANNOTATIONS, *HELM_ANNOTATIONS)
 NAMESPACE: Final = Resource("Namespace", "v1", "namespaces", namespaced=False)
 
 
@@ -75,7 +83,7 @@ class Workload:
     """A workload object as read, with its images and who else manages it.
 
     ``owner`` is the controller ownerReference as ``Kind/name``; ``managed_by``
-    is ``"argocd"``, ``"flux"`` or None; ``problems`` lists everything that
+    is ``"argocd"``, ``"flux"``, ``"helm"`` or None; ``problems`` lists everything that
     keeps it from being rewritten safely (unreadable pod spec, bad images).
     ``raw`` is the object as the API returned it; treat it as read-only.
     """
@@ -137,7 +145,7 @@ def workload_from_object(kind: Kind, obj: Mapping[str, Any]) -> Workload:
         images=images,
         pull_secrets=_pull_secrets(spec or {}),
         owner=_controller_owner(metadata.get("ownerReferences")),
-        managed_by=_gitops_manager(metadata),
+        managed_by=_manager(metadata),
         problems=tuple(problems),
         raw=obj,
     )
@@ -155,7 +163,7 @@ def projection(kind: Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
     slim_metadata = {key: metadata.get(key) for key in ("name", "namespace", "uid")}
     labels = metadata.get("labels")
     annotations = {key: value for key, value in _mapping(metadata.get("annotations")).items()
-                   if key.startswith(ANNOTATION_PREFIX) or key in ARGOCD_ANNOTATIONS}
+                   if key.startswith(ANNOTATION_PREFIX) or key in READ_ANNOTATIONS}
     owner = _controller_owner_reference(metadata.get("ownerReferences"))
     for key, value in (("labels", labels), ("annotations", annotations), ("ownerReferences", owner and [owner])):
         if value:
@@ -175,13 +183,18 @@ def _name_and_image(entry: Any) -> Any:
     return {key: entry[key] for key in ("name", "image") if key in entry} if isinstance(entry, Mapping) else entry
 
 
-def _gitops_manager(metadata: Mapping[str, Any]) -> str | None:
+def _manager(metadata: Mapping[str, Any]) -> str | None:
+    """Flux, then Argo CD, then Helm: Flux's helm-controller and Argo CD's rendered charts carry Helm's
+    markers too, and they, not Helm, put their source back."""
     labels = _string_map(metadata.get("labels"))
     annotations = _string_map(metadata.get("annotations"))
-    if any(key in annotations for key in ARGOCD_ANNOTATIONS) or any(key in labels for key in ARGOCD_LABELS):
-        return ARGOCD
     if any(key in labels for key in FLUX_LABELS):
         return FLUX
+    if any(key in annotations for key in ARGOCD_ANNOTATIONS) or any(key in labels for key in ARGOCD_LABELS):
+        return ARGOCD
+    if any(key in annotations for key in HELM_ANNOTATIONS) or any(
+            labels.get(key) == value for key, value in HELM_LABELS.items()):
+        return HELM
     return None
 
 
@@ -205,7 +218,7 @@ def skip_reason(
         return f"opted out with annotation {SKIP_ANNOTATION}"
     if workload.owner and workload.kind.skipped_when_owned:
         return f"controlled by {workload.owner}, which is handled instead"
-    if skip_gitops and workload.managed_by:
+    if skip_gitops and workload.managed_by in GITOPS_MANAGERS:
         return f"managed by {workload.managed_by} (skip_gitops)"
     return None
 

@@ -10,7 +10,8 @@ module: workload_images_info
 short_description: List the workloads of a cluster, their images, and the backup each image has or would get
 version_added: 0.1.0
 description:
-  - Lists the workloads in scope (Deployments, DaemonSets, StatefulSets, CronJobs, Jobs, ReplicaSets and Pods),
+  - Lists the workloads in scope (Deployments, DaemonSets, StatefulSets, CronJobs, ReplicationControllers, Jobs,
+    ReplicaSets and Pods),
     every image of their containers, init containers and ephemeral containers, and what a rewrite would write.
   - With O(check_backups=true), every image's backup is looked up in the backup registry (HEAD requests only, nothing
     is ever copied), so each workload says whether it is ready to be rewritten, and if not, what blocks it.
@@ -112,7 +113,7 @@ workloads:
       type: str
       sample: web
     managed_by:
-      description: V(argocd) or V(flux) when a GitOps controller manages the workload (it may revert a rewrite), else V(null).
+      description: V(argocd) or V(flux) when a GitOps controller manages the workload (it may revert a rewrite), V(helm) for a Helm release (a later upgrade writes the chart's images again), else V(null).
       type: str
       sample: null
     problems:

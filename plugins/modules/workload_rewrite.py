@@ -191,7 +191,7 @@ workloads:
       type: str
       sample: null
     managed_by:
-      description: V(argocd) or V(flux) when a GitOps controller manages the workload, else V(null).
+      description: V(argocd) or V(flux) when a GitOps controller manages the workload, V(helm) for a Helm release, else V(null).
       type: str
       sample: null
     changes:

@@ -47,6 +47,7 @@ def manifest(kind: str, name: str, spec: dict[str, Any], labels: dict[str, str] 
     specs = {
         "Deployment": {"replicas": 1, "selector": {"matchLabels": selector}, "template": template},
         "ReplicaSet": {"replicas": 0, "selector": {"matchLabels": selector}, "template": template},
+        "ReplicationController": {"replicas": 0, "selector": selector, "template": template},
         "DaemonSet": {"selector": {"matchLabels": selector}, "template": template},
         "StatefulSet": {
             "replicas": 0,

@@ -89,7 +89,8 @@ def service_account(lab, namespace):
 def test_the_service_account_can_do_its_job_and_nothing_more(lab, kube, namespace, tmp_path, service_account):
     # Allowed: exactly what reconciling and leader election need.
     for verb in ("get", "list", "watch", "patch"):
-        for resource in ("deployments.apps", "daemonsets.apps", "statefulsets.apps", "cronjobs.batch"):
+        for resource in ("deployments.apps", "daemonsets.apps", "statefulsets.apps", "cronjobs.batch",
+                         "replicationcontrollers"):
             assert can_i(lab, namespace, verb, resource, "--all-namespaces"), (verb, resource)
     assert can_i(lab, namespace, "create", "events", "-n", "default")
     assert can_i(lab, namespace, "create", "leases.coordination.k8s.io", "-n", namespace)

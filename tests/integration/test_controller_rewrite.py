@@ -10,12 +10,13 @@ import pytest
 from builders import BUSYBOX, NGINX, REDIS, eventually, manifest, pod_spec
 from test_controller_harness import admin_api, events_for, images_of, managers, record, rewritten_to
 
+from ansible_collections.imageclone.backup.plugins.module_utils.kinds import DEFAULT_WATCHED
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 
-WATCHED_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob")
+WATCHED_KINDS = DEFAULT_WATCHED
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
-REWRITTEN_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "ReplicaSet", "Pod")
+REWRITTEN_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "ReplicationController", "ReplicaSet", "Pod")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "DaemonSet": {"template": {"spec": POD_SPEC}},
     "StatefulSet": {"template": {"spec": POD_SPEC}},
     "ReplicaSet": {"template": {"spec": POD_SPEC}},
+    "ReplicationController": {"template": {"spec": POD_SPEC}},
     "Job": {"template": {"spec": POD_SPEC}},
     "CronJob": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": POD_SPEC}}}},
     "Pod": POD_SPEC,
@@ -68,7 +70,8 @@ def owner(kind: str, name: str, controller: bool = True) -> dict[str, Any]:
 
 
 def test_every_workload_kind_is_known():
-    assert set(KINDS) == {"Deployment", "DaemonSet", "StatefulSet", "CronJob", "Job", "ReplicaSet", "Pod"}
+    assert set(KINDS) == {"Deployment", "DaemonSet", "StatefulSet", "CronJob", "ReplicationController", "Job",
+                          "ReplicaSet", "Pod"}
     assert KINDS["CronJob"].pod_spec_path == ("spec", "jobTemplate", "spec", "template", "spec")
     assert KINDS["Pod"].pod_spec_path == ("spec",)
     assert [kind.name for kind in KINDS.values() if kind.template_immutable] == ["Job"]
@@ -112,15 +115,26 @@ def test_only_the_controller_owner_counts():
     )
 
 
+HELM_LABELS = {"app.kubernetes.io/instance": "web", "app.kubernetes.io/managed-by": "Helm"}
+
+
 @pytest.mark.parametrize(
     ("labels", "annotations", "expected"),
     [
         ({}, {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:shop/web"}, "argocd"),
-        ({"app.kubernetes.io/instance": "web"}, {}, "argocd"),
         ({"argocd.argoproj.io/instance": "web"}, {}, "argocd"),
         ({"kustomize.toolkit.fluxcd.io/name": "apps"}, {}, "flux"),
-        ({"helm.toolkit.fluxcd.io/name": "web"}, {}, "flux"),
         ({"app": "web"}, {"note": "argocd.argoproj.io/tracking-id"}, None),
+        # What helm install writes: Helm's labels and its release annotations. Not Argo CD.
+        (HELM_LABELS, {"meta.helm.sh/release-name": "web", "meta.helm.sh/release-namespace": "shop"}, "helm"),
+        # A chart applied by hand (helm template | kubectl apply): Helm's labels only.
+        (HELM_LABELS, {}, "helm"),
+        # The recommended label alone (most public manifests): nobody in particular.
+        ({"app.kubernetes.io/instance": "web", "app.kubernetes.io/name": "shop"}, {}, None),
+        # A chart Argo CD rendered and tracks by annotation: Argo CD puts it back, not Helm.
+        (HELM_LABELS, {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/web"}, "argocd"),
+        # Flux's helm-controller installs with Helm's SDK: Helm's markers and Flux's labels.
+        ({**HELM_LABELS, "helm.toolkit.fluxcd.io/name": "web"}, {"meta.helm.sh/release-name": "web"}, "flux"),
     ],
 )
 def test_gitops_managers_are_detected(labels, annotations, expected):
@@ -222,6 +236,12 @@ def test_gitops_workloads_are_skipped_only_when_asked():
     assert skip_reason(workload, skip_gitops=True) == "managed by flux (skip_gitops)"
 
 
+def test_a_helm_release_is_reported_but_not_skipped_as_gitops():
+    obj = manifest(labels=HELM_LABELS, annotations={"meta.helm.sh/release-name": "web"})
+    workload = workload_from_object(KINDS["Deployment"], obj)
+    assert workload.managed_by == "helm" and skip_reason(workload, skip_gitops=True) is None
+
+
 class FakeApi:
     """Serves LISTs from a fixed set of objects and records each call."""
 
@@ -301,3 +321,21 @@ def test_discovery_reports_bad_images_instead_of_failing():
     result = discover(FakeApi({"Deployment": [broken, manifest()]}), [KINDS["Deployment"]])
     assert [w.name for w in result.workloads] == ["broken", "web"]
     assert result.workloads[0].problems and result.workloads[1].problems == ()
+
+
+def test_the_gitops_page_lists_exactly_the_markers_read():
+    from pathlib import Path
+
+    from ansible_collections.imageclone.backup.plugins.module_utils import workloads
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "gitops.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2] for line in page.splitlines()
+            if line.startswith("| `") and "`managed_by`" not in line}
+    markers = {
+        workloads.FLUX: workloads.FLUX_LABELS,
+        workloads.ARGOCD: (*workloads.ARGOCD_ANNOTATIONS, *workloads.ARGOCD_LABELS),
+        workloads.HELM: (*workloads.HELM_ANNOTATIONS, *(f"{k}: {v}" for k, v in workloads.HELM_LABELS.items())),
+    }
+    assert set(rows) == set(markers)
+    for manager, read in markers.items():
+        assert sorted(re.findall(r"`([^`]+)`", rows[manager])) == sorted(read), manager
