@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the lab package lives at the repo root
 
 from lab.lab import Lab  # noqa: E402
+from lab.waiting import wait_for  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,10 +53,7 @@ def namespace(request: pytest.FixtureRequest, kube) -> str:
     name = f"{slug}-{uuid.uuid4().hex[:6]}"
     metadata = client.V1ObjectMeta(name=name, labels={"imageclone-test": "true"})
     core.create_namespace(client.V1Namespace(metadata=metadata))
-    deadline = time.monotonic() + 30
-    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the controller manager never created the default service account in {name}")
-        time.sleep(0.1)
+    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+             f"the controller manager to create the default service account in {name}")
     yield name
     core.delete_namespace(name)

@@ -36,6 +36,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
 from lab.images import ImageSpec, Layer, _digest
 from lab.lab import _ACCESS_LOG, BACKUP_USER, Lab, RegistryRequest
 from lab.processes import alive
+from lab.waiting import wait_for
 
 AUTH_DIR_PREFIX = "imageclone-auth-"
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
@@ -202,22 +203,9 @@ class ProcessWatch:
 
 def wait_for_skopeo_copy(watch: ProcessWatch, match: str, timeout: float = 60.0) -> SeenProcess:
     """The first skopeo copy whose argv mentions ``match`` (still running when returned)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in watch.copies():
-            if any(match in part for part in process.argv) and alive(process.pid):
-                return process
-        time.sleep(0.005)
-    raise AssertionError(f"no skopeo copy of {match} was seen within {timeout}s")
-
-
-def wait_gone(pid: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_for(lambda: next((process for process in watch.copies()
+                                  if any(match in part for part in process.argv) and alive(process.pid)), None),
+                    f"a skopeo copy of {match}", timeout, interval=0.005)
 
 
 # -- watching auth files ----------------------------------------------------------------------------
@@ -438,17 +426,6 @@ def simple_deployment(name: str, images: dict[str, str], **metadata: Any) -> dic
 def events(api: KubeApi, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
     found = api.list(EVENT, namespace)[0]
     return [event for event in found if name is None or event.get("involvedObject", {}).get("name") == name]
-
-
-def until(probe: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """``probe()``'s first truthy value, polled until ``timeout``; else fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # -- etcd -------------------------------------------------------------------------------------------

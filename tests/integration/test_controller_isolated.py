@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from builders import NGINX, eventually, manifest, pod_spec
+from builders import NGINX, manifest, pod_spec
 from test_controller_harness import REPO, admin_api, images_of, managers, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.waiting import wait_for
 
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
 POD = Resource("Pod", "v1", "pods")
@@ -52,11 +53,11 @@ def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(i
     with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=watched,
                            args=[f"--ignoreNamespace={ignored}", "--resync=1s"]) as process:
         process.wait_leader_ready()
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, watched, "app")),
-                   "the watched namespace rewritten")
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, watched, "app")),
+                 "the watched namespace rewritten")
         # One stored write rewrote it; resyncs every second then store nothing more (a resync that races
         # the watch event of our own write may cost a refused 409, which changes nothing).
-        eventually(lambda: len(process.stored_writes()) == 1, "one stored write")
+        wait_for(lambda: len(process.stored_writes()) == 1, "one stored write")
         time.sleep(3)
         assert len(process.stored_writes()) == 1
         # The API server filters the other two out: they are not even cached.
@@ -78,8 +79,8 @@ def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, 
     with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=namespace) as process:
         process.wait_leader_ready()
         admin.create(deployment, namespace, manifest("Deployment", "before", pod_spec(iso, "Deployment")))
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "before")),
-                   "rewrite before the restart")
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "before")),
+                 "rewrite before the restart")
 
         stopped_at = time.monotonic()
         iso.daemons.stop("kube-apiserver", sig=getattr(signal, how))
@@ -90,9 +91,9 @@ def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, 
         admin = admin_api(iso)
         admin.create(deployment, namespace, manifest("Deployment", "after", pod_spec(iso, "Deployment")))
         admin.create(statefulset, namespace, manifest("StatefulSet", "after", pod_spec(iso, "StatefulSet")))
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "after"))
-                   and rewritten_to(process.repository, "StatefulSet", admin.get(statefulset, namespace, "after")),
-                   "workloads created after the restart rewritten", timeout=90)
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "after"))
+                 and rewritten_to(process.repository, "StatefulSet", admin.get(statefulset, namespace, "after")),
+                 "workloads created after the restart rewritten", timeout=90)
         converged = time.monotonic() - back_at
         assert process.running()
         record(f"API server restart ({how}): outage and convergence after it is back (s)",
@@ -118,7 +119,7 @@ def test_deploy_manifests_apply_in_one_command_and_pass_the_restricted_pod_secur
     args = stored["spec"]["template"]["spec"]["containers"][0]["args"]
     assert any(arg.startswith("--backupRegistry=") for arg in args)
     # The ReplicaSet controller could create the pods: the namespace enforces "restricted" Pod Security.
-    pods = eventually(lambda: admin.list(POD, "image-clone")[0], "controller pods created", timeout=60)
+    pods = wait_for(lambda: admin.list(POD, "image-clone")[0], "controller pods created", timeout=60)
     assert len(pods) >= 1
 
 
@@ -146,8 +147,8 @@ def test_ten_thousand_workloads_fit_in_150_mb(iso, tmp_path):
                            args=["--workers=8"]) as process:
         started = time.monotonic()
         process.wait_leader_ready(timeout=120)
-        eventually(lambda: process.metric("imageclone_reconcile_total", kind="CronJob", result="rewritten") >= count,
-                   "every workload rewritten", timeout=600)
+        wait_for(lambda: process.metric("imageclone_reconcile_total", kind="CronJob", result="rewritten") >= count,
+                 "every workload rewritten", timeout=600)
         converged = time.monotonic() - started
         time.sleep(2)
         current, peak = rss_kib(process.pid)

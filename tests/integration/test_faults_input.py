@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from builders import BUSYBOX, NAMESPACES, NGINX
-from faults_support import Timer, admin_api, events, simple_deployment, until, workload_images
+from faults_support import Timer, admin_api, events, simple_deployment, workload_images
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
@@ -33,6 +33,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, workload_from_object
 from lab.collection import collections_root
 from lab.controller_process import BINARY, ControllerProcess, controller_env
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 BIN = Path(sys.executable).parent
@@ -63,17 +64,17 @@ def test_malformed_workloads_are_reported_and_skipped_while_the_controller_keeps
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
         prefix = controller.repository
         controller.wait_leader_ready()
-        until(lambda: controller.metric("imageclone_reconcile_total", result="blocked") >= len(ACCEPTED_BAD_IMAGES),
-              "every malformed workload reconciled", timeout=60)
+        wait_for(lambda: controller.metric("imageclone_reconcile_total", result="blocked") >= len(ACCEPTED_BAD_IMAGES),
+                 "every malformed workload reconciled", timeout=60)
         timer.mark("every malformed workload blocked")
         admin.create(DEPLOYMENT, namespace, simple_deployment("good-after", {"main": good}))
-        until(lambda: all(workload_images(admin, namespace)[f"Deployment/{name}"][0].startswith(prefix + ":")
-                          for name in ("good-before", "good-after")), "the good workloads rewritten")
+        wait_for(lambda: all(workload_images(admin, namespace)[f"Deployment/{name}"][0].startswith(prefix + ":")
+                             for name in ("good-before", "good-after")), "the good workloads rewritten")
         timer.mark("the good workloads rewritten, the one created after too")
-        warnings = until(lambda: (found := {e["involvedObject"]["name"]: e for e in events(admin, namespace)
-                                            if e["reason"] == "RewriteBlocked"})
-                         and len(found) == len(ACCEPTED_BAD_IMAGES) and found,
-                         "a RewriteBlocked event per malformed workload")
+        warnings = wait_for(lambda: (found := {e["involvedObject"]["name"]: e for e in events(admin, namespace)
+                                               if e["reason"] == "RewriteBlocked"})
+                            and len(found) == len(ACCEPTED_BAD_IMAGES) and found,
+                            "a RewriteBlocked event per malformed workload")
         assert controller.running() and controller.get("/healthz")[0] == 200
         assert controller.metric("imageclone_reconcile_failures_total", reason="internal_error") == 0
         # Blocked for bad input is final until the object changes: not retried.

@@ -32,9 +32,7 @@ from faults_support import (
     reports_by_name,
     secret_forms,
     simple_deployment,
-    until,
     wait_for_skopeo_copy,
-    wait_gone,
     workload_images,
 )
 
@@ -44,21 +42,20 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
-from lab.processes import kill
+from lab.processes import kill, wait_gone
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 
 
 def catch_half_done(log: AccessLog, repository_path: str, blobs: list[str], tag: str, timeout: float = 30.0) -> int:
     """Wait until a first blob of one image landed in ``repository_path`` while its manifest did not."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def first_blob_landed() -> int:
         landed = log.blobs_written(repository_path, blobs)
         assert log.manifests_written(repository_path, tag) == 0, "the copy finished before it could be interrupted"
-        if landed:
-            return landed
-        time.sleep(0.003)
-    raise AssertionError("no blob of the copy ever landed")
+        return landed
+
+    return wait_for(first_blob_landed, "a first blob of the copy to land", timeout, interval=0.003)
 
 
 @pytest.fixture
@@ -181,7 +178,7 @@ def killed_controller(lab, tmp_path_factory):
         second = ControllerProcess(lab, root, namespaces=[namespace], lease_namespace=namespace, env=env,
                                    repository=prefix, lease_id="faults-second", name="restarted")
         with ProcessWatch(lambda: [second.pid], secret_forms(password)) as second_watch, second:
-            observed["converged"] = until(
+            observed["converged"] = wait_for(
                 lambda: (obj := admin.get(DEPLOYMENT, namespace, "big"))
                 and all(c["image"].startswith(prefix + ":") for c in obj["spec"]["template"]["spec"]["containers"])
                 and obj, "the restarted controller to rewrite the workload", timeout=60)
@@ -266,11 +263,11 @@ def test_a_concurrent_writer_forces_conflicts_that_are_retried_and_its_fields_su
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
         for writer in writers:
             writer.start()
-        until(lambda: len(written) > 20, "the other writer to get going")
+        wait_for(lambda: len(written) > 20, "the other writer to get going")
         controller.wait_leader_ready()
-        until(lambda: all(image.startswith(controller.repository + ":")
-                          for image in workload_images(admin, namespace)["Deployment/busy"]),
-              "the rewrite to land despite the other writer", timeout=60)
+        wait_for(lambda: all(image.startswith(controller.repository + ":")
+                             for image in workload_images(admin, namespace)["Deployment/busy"]),
+                 "the rewrite to land despite the other writer", timeout=60)
         time.sleep(0.3)
         stop.set()
         for writer in writers:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, eventually, manifest, pod_spec
+from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
 from kubernetes import client
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import (
@@ -53,6 +53,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     discover,
 )
 from lab.images import DIGEST_REFERENCED, VANISHING
+from lab.waiting import wait_for
 
 # Fields the API server or controllers change on their own when a template changes.
 VOLATILE_ANNOTATIONS = ("deployment.kubernetes.io/revision", "deprecated.daemonset.template.generation")
@@ -318,7 +319,7 @@ def test_replicasets_and_pods_owned_by_a_deployment_are_skipped(lab, api, admin,
         result = discover(api, kinds, [namespace])
         return result if {s.kind for s in result.skipped} == {"ReplicaSet", "Pod"} else None
 
-    result = eventually(owned_objects_exist, "the Deployment's ReplicaSet and Pod")
+    result = wait_for(owned_objects_exist, "the Deployment's ReplicaSet and Pod")
     assert [w.key for w in result.workloads] == [f"Deployment/{namespace}/web"]
     replicaset = next(s for s in result.skipped if s.kind == "ReplicaSet")
     assert replicaset.reason == "controlled by Deployment/web, which is handled instead"
