@@ -31,7 +31,7 @@ from lab.lab import COMPONENTS, Lab
 
 import_engine()
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts, new_api_client  # noqa: E402
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts  # noqa: E402
 
 BACKUP = "registry-backup"
 _ACCESS = re.compile(
@@ -99,10 +99,11 @@ class BenchLab:
     def api(self) -> KubeApi:
         """A KubeApi for the benchmark's own setup and checks (admin kubeconfig)."""
         if self._api is None:
-            client = new_api_client({"kubeconfig": str(self.lab.kubeconfig)})
+            self._api = self.lab.admin_api("bench-setup", timeouts=Timeouts(read=120))
+            # Setup creates workloads from many threads at once: one pooled connection each.
+            client = self._api.api_client
             client.configuration.connection_pool_maxsize = 32
             client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
-            self._api = KubeApi(client, field_manager="bench-setup", timeouts=Timeouts(read=120))
         return self._api
 
     def apiserver_counts(self) -> Counter:

@@ -24,7 +24,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
@@ -34,6 +34,9 @@ from lab.node import NODE_NAME, Node
 from lab.pki import CertificateAuthority, Identity, write_private
 from lab.processes import Daemons, free_port
 from lab.waiting import wait_for
+
+if TYPE_CHECKING:
+    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 
 REPO = Path(__file__).resolve().parent.parent
 BACKUP_USER = "imageclone"
@@ -448,6 +451,17 @@ class Lab:
         return result.stdout
 
     # -- helpers -------------------------------------------------------------------
+
+    def admin_api(self, field_manager: str = "test-setup", **options: Any) -> KubeApi:
+        """The engine's ``KubeApi`` as the lab's admin, for setting up and reading back what tests and
+        benchmarks run; ``options`` go to ``KubeApi`` (``page_size``, ``timeouts``).
+
+        Its writes carry ``field_manager``, so they never pass for image-clone's own unless asked to.
+        """
+        # Imported on use: the lab runs without the engine; its callers made it importable.
+        from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+
+        return KubeApi(new_api_client({"kubeconfig": str(self.kubeconfig)}), field_manager=field_manager, **options)
 
     def kubectl(self, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -35,6 +35,13 @@ def lab() -> Lab:
         instance.down()
 
 
+@pytest.fixture
+def admin(lab: Lab):
+    """The engine's KubeApi as the lab's admin, for setting up and reading back workloads; its writes
+    never pass for image-clone's (nor count in the ``writes`` of a client under test)."""
+    return lab.admin_api()
+
+
 @pytest.fixture(scope="session")
 def kube(lab: Lab):
     """A kubernetes.client.ApiClient authenticated as the lab's admin."""

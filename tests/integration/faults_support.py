@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Resource, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import FIELD_MANAGER, KubeApi, Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference, parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient, RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
@@ -66,12 +66,8 @@ def isolated_lab(request, tmp_path_factory) -> Lab:
 
 def new_namespace(lab: Lab, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    admin_api(lab).create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    lab.admin_api().create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
-
-
-def admin_api(lab: Lab, field_manager: str = "test-setup") -> KubeApi:
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager=field_manager)
 
 
 # -- secrets -----------------------------------------------------------------------------------------
@@ -478,7 +474,7 @@ def engine_migration(lab: Lab, repository_path: str, namespaces: Iterable[str], 
     pull_secret = None
     if pull_secret_name:
         pull_secret = PullSecret(lab.config.backup_registry, BACKUP_USER, lab.backup_password(), pull_secret_name)
-    api = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    api = lab.admin_api(FIELD_MANAGER)
     return Migration(api, backups, Scope(namespaces=tuple(namespaces)), pull_secret)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from builders import NGINX, POSTGRES, manifest, pod_spec
-from test_controller_harness import admin_api, events_for, images_of, record, rewritten_to
+from test_controller_harness import events_for, images_of, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
@@ -21,7 +21,7 @@ def retries(process, key):
 
 
 def test_missing_upstream_image_warns_backs_off_and_is_never_rewritten(lab, namespace, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     spec = pod_spec(lab, "Deployment", main=POSTGRES, side=MISSING)
     admin.create(deployment, namespace, manifest("Deployment", "broken", spec))

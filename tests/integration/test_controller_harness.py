@@ -13,12 +13,6 @@ from lab.collection import REPO
 
 # -- reading workloads and events -------------------------------------------------------
 
-def admin_api(lab):
-    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
-
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
-
-
 def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
     from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 
@@ -47,7 +41,7 @@ def managers(obj: Mapping[str, Any]) -> set[str]:
 def events_for(lab, namespace: str, name: str) -> list[dict[str, Any]]:
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 
-    events, _ = admin_api(lab).list(Resource("Event", "v1", "events"), namespace)
+    events, _ = lab.admin_api().list(Resource("Event", "v1", "events"), namespace)
     return [event for event in events if event.get("involvedObject", {}).get("name") == name]
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from builders import NGINX, manifest, pod_spec
-from test_controller_harness import REPO, admin_api, images_of, managers, record, rewritten_to
+from faults_support import new_namespace
+from test_controller_harness import REPO, images_of, managers, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
@@ -22,7 +22,6 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
 from lab.controller_process import ControllerProcess
 from lab.waiting import wait_for
 
-NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
 POD = Resource("Pod", "v1", "pods")
 
 
@@ -38,14 +37,8 @@ def iso(tmp_path_factory):
     lab.down()
 
 
-def new_namespace(lab, prefix: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    admin_api(lab).create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
-
-
 def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(iso, tmp_path):
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     deployment = KINDS["Deployment"]
     watched, ignored = new_namespace(iso, "watched"), new_namespace(iso, "ignored")
     for where in (watched, ignored, "kube-system"):
@@ -73,7 +66,7 @@ def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(i
 def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, how):
     """SIGTERM: a graceful stop, long enough that the leader loses its lease and campaigns again.
     SIGKILL: a short outage, within the renew deadline: the informers reconnect and resume."""
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     deployment, statefulset = KINDS["Deployment"], KINDS["StatefulSet"]
     namespace = new_namespace(iso, "restart")
     with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=namespace) as process:
@@ -88,7 +81,7 @@ def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, 
         iso.up()  # starts the API server again and waits until it is ready
         outage = time.monotonic() - stopped_at
         back_at = time.monotonic()
-        admin = admin_api(iso)
+        admin = iso.admin_api()
         admin.create(deployment, namespace, manifest("Deployment", "after", pod_spec(iso, "Deployment")))
         admin.create(statefulset, namespace, manifest("StatefulSet", "after", pod_spec(iso, "StatefulSet")))
         wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "after"))
@@ -113,7 +106,7 @@ def test_deploy_manifests_apply_in_one_command_and_pass_the_restricted_pod_secur
     assert applied.returncode == 0, applied.stderr
     again = iso.kubectl("apply", "-f", str(REPO / "deploy"))
     assert again.returncode == 0 and "created" not in again.stdout
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     stored = admin.get(KINDS["Deployment"], "image-clone", "image-clone-controller")
     assert stored["spec"]["replicas"] == 2
     args = stored["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -132,7 +125,7 @@ def rss_kib(pid: int) -> tuple[int, int]:
 def test_ten_thousand_workloads_fit_in_150_mb(iso, tmp_path):
     count = 10_000
     namespace = new_namespace(iso, "scale")
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     cronjob = KINDS["CronJob"]
     spec = {"containers": [{"name": "main", "image": iso.source_image(NGINX)}], "restartPolicy": "Never"}
 

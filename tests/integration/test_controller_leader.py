@@ -6,7 +6,7 @@ import time
 import uuid
 
 from builders import manifest, pod_spec
-from test_controller_harness import admin_api, record, rewritten_to
+from test_controller_harness import record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
@@ -26,7 +26,7 @@ def wait_for_leader(processes, timeout=40.0):
 
 
 def test_only_the_leader_works_and_the_lease_moves_on_kill_and_on_sigterm(lab, namespace, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     repository = backup_repository(lab)
     lease_id = f"ctrl-{uuid.uuid4().hex[:6]}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from builders import manifest, pod_spec
-from test_controller_harness import REPO, admin_api, events_for, rewritten_to
+from test_controller_harness import REPO, events_for, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
@@ -104,7 +104,7 @@ def test_the_service_account_can_do_its_job_and_nothing_more(lab, kube, namespac
     assert not can_i(lab, namespace, "create", "leases.coordination.k8s.io", "-n", "default")
 
     kubeconfig = token_kubeconfig(lab, kube, namespace, tmp_path / "sa-kubeconfig")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "app", pod_spec(lab, "Deployment")))
     admin.create(KINDS["CronJob"], namespace, manifest("CronJob", "nightly", pod_spec(lab, "CronJob")))
@@ -142,7 +142,7 @@ def test_the_optional_pull_secret_role_is_what_pull_secret_needs(lab, kube, name
     assert not can_i(lab, namespace, "list", "secrets", "-n", namespace)
 
     kubeconfig = token_kubeconfig(lab, kube, namespace, tmp_path / "sa-kubeconfig")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "app", pod_spec(lab, "Deployment")))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from builders import BUSYBOX, NGINX, REDIS, manifest, pod_spec
-from test_controller_harness import admin_api, events_for, images_of, managers, record, rewritten_to
+from test_controller_harness import events_for, images_of, managers, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
@@ -27,7 +27,7 @@ def controller(lab, namespace, tmp_path):
 
 
 def test_new_workloads_of_every_watched_kind_are_rewritten_within_seconds(lab, namespace, controller):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     timings = {}
     for kind in WATCHED_KINDS:
         name = kind.lower()
@@ -88,7 +88,7 @@ def stored_spec(kind, obj):
 
 
 def test_a_changed_image_is_backed_up_and_rewritten_again(lab, namespace, controller):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "app", pod_spec(lab, "Deployment")))
     wait_for(lambda: rewritten_to(controller.repository, "Deployment", admin.get(deployment, namespace, "app")),
@@ -110,7 +110,7 @@ def test_ignored_namespaces_and_kube_system_are_never_touched(lab, namespace, tm
     core = client.CoreV1Api(kube)
     ignored = f"ctrl-ignored-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ignored)))
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     system_name = f"imageclone-test-{uuid.uuid4().hex[:6]}"
     try:
@@ -143,7 +143,7 @@ def test_ignored_namespaces_and_kube_system_are_never_touched(lab, namespace, tm
 
 
 def test_a_deleted_workload_is_forgotten(lab, namespace, controller):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "short-lived", pod_spec(lab, "Deployment")))
     wait_for(lambda: rewritten_to(controller.repository, "Deployment",

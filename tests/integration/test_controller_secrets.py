@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from builders import POSTGRES, manifest, pod_spec
-from test_controller_harness import admin_api, rewritten_to
+from test_controller_harness import rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
@@ -24,7 +24,7 @@ def leaks(secret: str, text: str) -> bool:
 
 def exercise(lab, namespace: str, process: ControllerProcess) -> str:
     """Converge one good and one broken workload (Events, warnings, retries); return everything visible."""
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "good", pod_spec(lab, "Deployment")))
     admin.create(deployment, namespace, manifest("Deployment", "broken", pod_spec(
@@ -59,7 +59,7 @@ def test_a_password_on_argv_works_but_warns_without_repeating_it(lab, namespace,
                            args=[f"--backupRegistryUser={BACKUP_USER}",
                                  f"--backupRegistryPassword={password}"]) as process:
         process.wait_leader_ready()
-        admin = admin_api(lab)
+        admin = lab.admin_api()
         admin.create(KINDS["Deployment"], namespace, manifest("Deployment", "good", pod_spec(lab, "Deployment")))
         wait_for(lambda: rewritten_to(process.repository, "Deployment",
                                       admin.get(KINDS["Deployment"], namespace, "good")), "rewrite")

@@ -21,7 +21,6 @@ import pytest
 from builders import NGINX, POSTGRES, REDIS, manifest, pod_spec
 from faults_support import (
     Timer,
-    admin_api,
     backup_problems,
     etcd_compact,
     isolated_lab,
@@ -55,7 +54,7 @@ def test_a_watch_expired_while_the_controller_was_frozen_misses_no_workload(iso,
     one rewritten again, the deleted one forgotten."""
     timer = Timer()
     namespace = new_namespace(iso, "expired")
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     for name in ("kept", "changed", "deleted"):
         admin.create(DEPLOYMENT, namespace, simple_deployment(name, {"main": iso.source_image(NGINX)}))
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
@@ -70,7 +69,7 @@ def test_a_watch_expired_while_the_controller_was_frozen_misses_no_workload(iso,
             iso.daemons.stop("kube-apiserver", sig=signal.SIGKILL)  # its watch connections die with it
             etcd_compact(iso)
             iso.up()
-            admin = admin_api(iso)
+            admin = iso.admin_api()
             for name in ("new-a", "new-b"):
                 admin.create(DEPLOYMENT, namespace, simple_deployment(name, {"main": iso.source_image(REDIS)}))
             admin.create(KINDS["StatefulSet"], namespace,
@@ -122,7 +121,7 @@ def test_the_api_server_dying_between_backup_and_patch_is_retried_and_converges(
     timer = Timer()
     namespace = new_namespace(iso, "patch-outage")
     gate = gated_skopeo(tmp_path / "gate")
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     env = {"PATH": f"{gate}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     image = iso.source_image("acme/vanishing:1.0")
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace, env=env) as controller:
@@ -135,7 +134,7 @@ def test_the_api_server_dying_between_backup_and_patch_is_retried_and_converges(
                  "the patch to fail", timeout=30)
         timer.mark("the patch failed with the API server down")
         iso.up()
-        admin = admin_api(iso)
+        admin = iso.admin_api()
         wait_for(lambda: all_on(controller.repository, workload_images(admin, namespace)),
                  "the retried patch", timeout=60)
         timer.mark("converged")

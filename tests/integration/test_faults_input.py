@@ -16,14 +16,13 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
 import yaml
 from builders import BUSYBOX, NAMESPACES, NGINX
-from faults_support import Timer, admin_api, events, simple_deployment, workload_images
+from faults_support import Timer, events, new_namespace, simple_deployment, workload_images
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
@@ -54,7 +53,7 @@ ACCEPTED_BAD_IMAGES = {
 
 def test_malformed_workloads_are_reported_and_skipped_while_the_controller_keeps_converging(lab, namespace, tmp_path):
     timer = Timer()
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     good = lab.source_image(NGINX)
     admin.create(DEPLOYMENT, namespace, simple_deployment("good-before", {"main": good}))
     for name, (image, _) in ACCEPTED_BAD_IMAGES.items():
@@ -104,7 +103,7 @@ def test_malformed_workloads_are_reported_and_skipped_while_the_controller_keeps
 ])
 def test_objects_the_api_server_refuses_are_blockers_for_the_engine(lab, namespace, label, body, refusal):
     with pytest.raises(KubeApiError) as refused:
-        admin_api(lab).create(DEPLOYMENT, namespace, body, dry_run=True)
+        lab.admin_api().create(DEPLOYMENT, namespace, body, dry_run=True)
     assert refused.value.invalid and refusal in str(refused.value)
 
     raw = {**body, "metadata": {**body["metadata"], "namespace": namespace, "resourceVersion": "1"}}
@@ -127,7 +126,7 @@ def test_duplicate_container_names_are_a_blocker_for_the_engine(lab, namespace):
     body = simple_deployment("dup", {"main": lab.source_image(NGINX)})
     body["spec"]["template"]["spec"]["containers"].append({"name": "main", "image": lab.source_image(BUSYBOX)})
     with pytest.raises(KubeApiError) as refused:
-        admin_api(lab).create(DEPLOYMENT, namespace, body, dry_run=True)
+        lab.admin_api().create(DEPLOYMENT, namespace, body, dry_run=True)
     assert "Duplicate value" in str(refused.value)
     workload = workload_from_object(DEPLOYMENT, {**body, "metadata": {**body["metadata"], "namespace": namespace}})
     outcomes = {image.image: BackupOutcome(image.image, None, "sha256:" + "a" * 64, "copied")
@@ -265,11 +264,8 @@ def module_results(lab, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("module-options")
     broken = workdir / "broken-auth.json"
     broken.write_text('{"auths": {"r.example": {"auth": "c2VjcmV0LXZhbHVlLTQy"}')
-    namespace = f"faults-options-{uuid.uuid4().hex[:6]}"
-    admin = admin_api(lab)
-    from faults_support import NAMESPACE
-
-    admin.create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    namespace = new_namespace(lab, "faults-options")
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("web", {"main": lab.source_image(NGINX)}))
     substitutions = {"@BROKEN@": str(broken), "@KUBECONFIG@": str(lab.kubeconfig), "@NAMESPACE@": namespace}
 

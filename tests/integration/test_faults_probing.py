@@ -24,7 +24,6 @@ from builders import NGINX
 from faults_support import (
     NAMESPACE,
     ProcessWatch,
-    admin_api,
     big_image,
     events,
     secret_forms,
@@ -50,7 +49,7 @@ DEPLOYMENT = KINDS["Deployment"]
 
 @pytest.fixture
 def api(lab) -> KubeApi:
-    return admin_api(lab)
+    return lab.admin_api()
 
 
 def deploy(api: KubeApi, namespace: str, **images: str) -> None:

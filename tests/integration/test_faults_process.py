@@ -20,7 +20,6 @@ from faults_support import (
     AuthDirWatch,
     ProcessWatch,
     Timer,
-    admin_api,
     auth_file_problems,
     backup_problems,
     big_image,
@@ -80,7 +79,7 @@ def test_skopeo_killed_mid_copy_blocks_the_workload_and_a_rerun_resumes_and_conv
     _home, tmp = private_home
     big = big_image(lab)
     timer.mark("big image in the source registry")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("big", {"main": big, "side": lab.source_image(BUSYBOX)}))
     admin.create(DEPLOYMENT, namespace, simple_deployment("small", {"main": lab.source_image(NGINX)}))
     repository = f"faults/skopeo-kill/{uuid.uuid4().hex[:10]}"
@@ -149,7 +148,7 @@ def killed_controller(lab, tmp_path_factory):
     tmp.mkdir(mode=0o700)
     env = {"HOME": str(home), "TMPDIR": str(tmp)}
     namespace = new_namespace(lab, "faults-ctrl-kill")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     big = big_image(lab)
     admin.create(DEPLOYMENT, namespace, simple_deployment("big", {"main": big, "side": lab.source_image(BUSYBOX)}))
     password = lab.backup_password()
@@ -238,8 +237,8 @@ def test_a_concurrent_writer_forces_conflicts_that_are_retried_and_its_fields_su
     """A second client patches an annotation and a label of the workload as fast as it can while the
     controller rewrites it: the controller's conditional patches meet 409s, re-read and retry; the
     other writer's fields (its last value) are intact and the rewrite lands."""
-    admin = admin_api(lab)
-    other = admin_api(lab, field_manager="other-writer")
+    admin = lab.admin_api()
+    other = lab.admin_api(field_manager="other-writer")
     body = simple_deployment("busy", {"main": lab.source_image(NGINX), "side": lab.source_image(REDIS)})
     body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "prod"}]
     admin.create(DEPLOYMENT, namespace, body)

@@ -24,7 +24,6 @@ from faults_support import (
     AuthDirWatch,
     ProcessWatch,
     Timer,
-    admin_api,
     auth_file_problems,
     backup_problems,
     engine_migration,
@@ -64,7 +63,7 @@ def crash(lab, component: str) -> None:
 
 
 def one_deployment_per_image(lab, namespace: str, images: list[str]) -> dict[str, str]:
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     names = {}
     for number, image in enumerate(images):
         names[f"app-{number:02d}"] = image
@@ -107,7 +106,7 @@ def test_backup_registry_crash_mid_engine_pass_rewrites_only_verified_images_and
     assert rewritten and blocked, [(r.key, r.state, r.reason) for r in report.workloads]  # really mid-way
     assert all(iso.config.backup_registry in r.reason for r in blocked), [r.reason for r in blocked]
 
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     during = workload_images(admin, namespace)
     for name, group in during.items():
         on_backup = [image.startswith(prefix) for image in group]
@@ -130,7 +129,7 @@ def test_backup_registry_crash_mid_controller_run_rewrites_only_verified_images_
     timer = Timer()
     namespace = new_namespace(iso, "registry-crash-ctrl")
     images = small_images(iso, 10, size=8 * 1024 * 1024)
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     log = AccessLog(iso)
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                            args=["--workers=2"]) as controller:
@@ -212,7 +211,7 @@ def test_backup_registry_crash_mid_playbook_fails_the_run_leaks_no_secret_and_a_
     assert leaked(failed.stdout + failed.stderr, forms) == []
     assert watch.copies() and watch.offenders == [], watch.offenders
     assert auth_file_problems(watch, authdirs) == []
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     assert not any(image.startswith(prefix) for image in all_images(workload_images(admin, namespace)))
 
     iso.up()
@@ -248,7 +247,7 @@ def test_source_registry_down_rewrites_nothing_and_reports_the_registry(iso, tmp
         assert source in workload.reason, workload.reason
 
     # The controller says the same in a Warning Event on each workload, and keeps retrying.
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
         controller.wait_leader_ready()
         warned = wait_for(lambda: [e for e in events(admin, namespace) if e["reason"] == "BackupFailed"],
@@ -266,7 +265,7 @@ def test_source_registry_down_rewrites_nothing_and_reports_the_registry(iso, tmp
 
 def test_a_tag_deleted_upstream_keeps_working_from_the_backup_with_the_workloads_pull_secret(lab, namespace, tmp_path):
     image = small_images(lab, 1, prefix="faults/vanishing")[0]
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("app", {"main": image}))
     repository = f"faults/vanishing/{uuid.uuid4().hex[:10]}"
     first = engine_migration(lab, repository, [namespace], pull_secret_name="backup-pull").run()

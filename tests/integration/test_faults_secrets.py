@@ -19,7 +19,6 @@ from faults_support import (
     SECRET,
     AuthDirWatch,
     ProcessWatch,
-    admin_api,
     auth_file_problems,
     events,
     leaked,
@@ -49,7 +48,7 @@ def test_the_controller_never_exposes_the_password_while_it_copies(lab, namespac
     password = lab.backup_password()
     forms = secret_forms(password)
     home, tmp = private_dirs(tmp_path)
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     fresh = small_images(lab, 4, size=4 * 1024 * 1024)
     seeds = [lab.source_image(image) for image in (NGINX, REDIS, BUSYBOX, POSTGRES, JENKINS)]
     for number, image in enumerate(fresh + seeds):
@@ -84,7 +83,7 @@ def test_a_refused_password_is_never_shown_either(lab, namespace, tmp_path):
     wrong = lab.backup_password() + "-wrong"
     forms = secret_forms(wrong)
     home, tmp = private_dirs(tmp_path)
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("app", {"main": lab.source_image(BUSYBOX)}))
     env = {"HOME": str(home), "TMPDIR": str(tmp), "IMAGECLONE_BACKUP_USERNAME": BACKUP_USER,
            "IMAGECLONE_BACKUP_PASSWORD": wrong}

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from builders import BUSYBOX, manifest, pod_spec
 from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy
-from test_controller_harness import admin_api, record, rewritten_to
+from test_controller_harness import record, rewritten_to
 from test_playbook_lab import run_playbook, variables
 
 from ansible_collections.imageclone.backup.plugins.module_utils.factory import kube_api
@@ -91,7 +91,7 @@ def test_a_stalled_api_server_fails_the_playbook_with_an_error_naming_it(lab, na
 # -- leader election --------------------------------------------------------------------------------------
 
 def test_a_partitioned_leader_stops_writing_before_a_standby_takes_over(lab, namespace, api_proxy, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     repository = backup_repository(lab)
     lease_id = f"stall-{uuid.uuid4().hex[:6]}"
 
@@ -174,7 +174,7 @@ def test_shutdown_kills_a_hung_copy_within_the_grace_period(lab, namespace, tmp_
     # A registry this slow (50 MB at 100 KB/s) keeps the copy running far longer than any grace period.
     with PartitionableProxy(("127.0.0.1", source_port), downstream_rate=100_000) as slow_registry:
         image = big.replace(lab.config.source_registry, slow_registry.address)
-        admin_api(lab).create(DEPLOYMENT, namespace, simple_deployment("slow", {"main": image}))
+        lab.admin_api().create(DEPLOYMENT, namespace, simple_deployment("slow", {"main": image}))
         controller = ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                                        name="hung-copy")
         with ProcessWatch(lambda: [controller.pid], []) as watch:
@@ -200,7 +200,7 @@ def test_a_second_signal_exits_at_once(lab, namespace, api_proxy, tmp_path):
                                                                                         tmp_path / "kubeconfig"),
                                    args=["--logLevel=debug"], name="impatient").start()
     controller.wait_leader_ready()
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("web", {"main": lab.source_image(BUSYBOX)}))
     wait_for(lambda: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, "web")), "rewrite")
     wait_for(lambda: any(line.get("level") == "debug" for line in controller.log_lines()),
@@ -220,7 +220,7 @@ def test_a_second_signal_exits_at_once(lab, namespace, api_proxy, tmp_path):
 # -- dry run ------------------------------------------------------------------------------------------------
 
 def test_dry_run_counts_nothing_as_done(lab, namespace, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     original = lab.source_image(BUSYBOX)
     admin.create(DEPLOYMENT, namespace, simple_deployment("web", {"main": original}))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,

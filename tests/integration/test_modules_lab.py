@@ -14,7 +14,7 @@ import pytest
 import yaml
 from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
@@ -28,11 +28,6 @@ MISSING = "library/nginx:no-such-tag"
 def backup(lab) -> dict[str, Any]:
     """Backup options for the lab, into a repository of this test's own."""
     return lab.backup_options("modules")
-
-
-@pytest.fixture
-def admin(lab) -> KubeApi:
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from builders import JENKINS, POSTGRES, REDIS, manifest, pod_spec
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
 
@@ -69,7 +69,7 @@ def images(api: KubeApi, namespace: str) -> dict[str, list[str]]:
 
 @pytest.fixture
 def api(lab) -> KubeApi:
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    return lab.admin_api()
 
 
 def populate(lab, api: KubeApi, namespace: str, broken: bool = True) -> None:

@@ -67,13 +67,7 @@ CONFIGMAP = Resource("ConfigMap", "v1", "configmaps")
 @pytest.fixture
 def api(lab) -> KubeApi:
     """The engine's client, as the lab admin; its write counter starts at zero per test."""
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
-
-
-@pytest.fixture
-def admin(lab) -> KubeApi:
-    """A second admin client for test setup: its writes show neither in ``api.writes`` nor as image-clone's."""
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    return lab.admin_api(FIELD_MANAGER)
 
 
 @pytest.fixture
@@ -601,7 +595,7 @@ def test_missing_objects_and_invalid_patches_are_typed(lab, api, admin, namespac
 
 
 def test_lists_are_paged_and_filtered(lab, admin, namespace):
-    paged = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), page_size=2)
+    paged = lab.admin_api(page_size=2)
     for index in range(5):
         paged.create(CONFIGMAP, namespace, {"metadata": {"name": f"cm-{index}", "labels": {"batch": "one"}}})
     requests = []

@@ -56,14 +56,6 @@ def connection_args(lab) -> dict[str, Any]:
 
 
 @pytest.fixture
-def admin(lab):
-    """A raw API client as the lab's admin, for setting up and reading back workloads."""
-    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
-
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
-
-
-@pytest.fixture
 def create(lab, admin, namespace):
     """``create(kind, name, main=..., side=..., init=..., **spec_fields)``: a workload in this test's namespace."""
     from builders import BUSYBOX, NGINX, REDIS, manifest, pod_spec
