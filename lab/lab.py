@@ -425,8 +425,7 @@ class Lab:
         log = self.daemons.log_file(name)
         if not log.exists():
             return []
-        requests = [RegistryRequest(m["method"], m["path"], int(m["status"]), m["agent"] or "")
-                    for m in _ACCESS_LOG.finditer(log.read_text(errors="replace"))]
+        requests = parse_access_log(log.read_text(errors="replace"))
         if repository is None:
             return requests
         return [r for r in requests if r.path.startswith(f"/v2/{repository}/")]
@@ -489,10 +488,6 @@ class Lab:
         write_private(path, yaml.safe_dump(document).encode())
 
 
-_ACCESS_LOG = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
-                         r'(?:\S+ "[^"]*" "(?P<agent>[^"]*)")?', re.M)
-
-
 @dataclass(frozen=True)
 class RegistryRequest:
     """One line of a registry's access log."""
@@ -506,6 +501,17 @@ class RegistryRequest:
     def by_node(self) -> bool:
         """Whether the lab's node (its containerd) made the request, pulling for a pod."""
         return self.user_agent.startswith("containerd/")
+
+
+_ACCESS_LOG_LINE = re.compile(
+    r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
+    r'(?:\S+ "[^"]*" "(?P<agent>[^"]*)")?', re.M)
+
+
+def parse_access_log(text: str) -> list[RegistryRequest]:
+    """The requests in ``text``, lines of a lab registry's log, oldest first; its other lines are left out."""
+    return [RegistryRequest(m["method"], m["path"], int(m["status"]), m["agent"] or "")
+            for m in _ACCESS_LOG_LINE.finditer(text)]
 
 
 def _client_tls(ca: Path, identity: Identity) -> ssl.SSLContext:

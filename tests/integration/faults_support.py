@@ -34,7 +34,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient, RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.images import ImageSpec, Layer, _digest
-from lab.lab import _ACCESS_LOG, BACKUP_USER, Lab, RegistryRequest
+from lab.lab import BACKUP_USER, Lab, RegistryRequest, parse_access_log
 from lab.processes import alive
 from lab.waiting import wait_for
 
@@ -358,8 +358,7 @@ class AccessLog:
         self._offset += len(data)
         text = self._pending + data
         complete, _, self._pending = text.rpartition(b"\n")
-        self.requests += [RegistryRequest(m["method"], m["path"], int(m["status"]))
-                          for m in _ACCESS_LOG.finditer(complete.decode(errors="replace"))]
+        self.requests += parse_access_log(complete.decode(errors="replace"))
         return self.requests
 
     def count(self, repository_path: str, method: str, fragment: str) -> int:
