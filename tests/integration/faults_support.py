@@ -13,12 +13,8 @@
 from __future__ import annotations
 
 import base64
-import gzip
-import io
 import json
 import os
-import random
-import tarfile
 import threading
 import time
 import urllib.request
@@ -33,7 +29,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.kube import FIEL
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference, parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient, RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from lab.images import ImageSpec, Layer, _digest
+from lab.images import FastLayer, ImageSpec
 from lab.lab import BACKUP_USER, Lab, RegistryRequest, parse_access_log
 from lab.processes import alive
 from lab.waiting import wait_for
@@ -257,25 +253,6 @@ class AuthDirWatch:
 
 
 # -- images ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FastLayer(Layer):
-    """A ``lab.images.Layer`` whose incompressible payload is generated quickly (large layers)."""
-
-    def tar_gz(self) -> tuple[bytes, str]:
-        payload = random.Random(self.name).randbytes(self.size)
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            info = tarfile.TarInfo(f"opt/{self.name}/payload.bin")
-            info.size, info.mtime, info.mode = len(payload), 0, 0o644
-            archive.addfile(info, io.BytesIO(payload))
-        tar_bytes = raw.getvalue()
-        compressed = io.BytesIO()
-        # Level 0: the payload is incompressible anyway, and this keeps generating tens of MB fast.
-        with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=0) as gz:
-            gz.write(tar_bytes)
-        return compressed.getvalue(), _digest(tar_bytes)
-
 
 # One small layer that lands at once, then big ones still streaming: a copy can be caught half
 # done. Fresh content on every call: skopeo's blob-info cache (for root, machine-wide in
