@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration"))  # builders.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # builders.py
 
 
 @dataclass
