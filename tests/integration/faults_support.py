@@ -33,6 +33,7 @@ from lab.images import FastLayer, ImageSpec
 from lab.lab import BACKUP_USER, Lab, RegistryRequest, parse_access_log
 from lab.processes import alive
 from lab.waiting import wait_for
+from lab.workloads import CONTAINER_SECTIONS, pod_spec_of
 
 AUTH_DIR_PREFIX = "imageclone-auth-"
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
@@ -364,13 +365,6 @@ def blob_digests(lab: Lab, image: str) -> list[str]:
 
 # -- workloads ------------------------------------------------------------------------------------------
 
-def pod_spec_of(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    node: Any = obj
-    for key in KINDS[kind].pod_spec_path:
-        node = (node or {}).get(key)
-    return node or {}
-
-
 def workload_images(api: KubeApi, namespace: str, kinds: Iterable[str] = WATCHED_KINDS) -> dict[str, list[str]]:
     """``Kind/name -> every image of its init and regular containers`` in ``namespace``."""
     found = {}
@@ -378,8 +372,7 @@ def workload_images(api: KubeApi, namespace: str, kinds: Iterable[str] = WATCHED
         for obj in api.list(KINDS[kind], namespace)[0]:
             spec = pod_spec_of(kind, obj)
             found[f"{kind}/{obj['metadata']['name']}"] = [
-                container.get("image", "") for section in ("initContainers", "containers")
-                for container in spec.get(section) or ()]
+                container.get("image", "") for section in CONTAINER_SECTIONS for container in spec.get(section) or ()]
     return found
 
 

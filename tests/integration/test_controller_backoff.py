@@ -4,12 +4,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from builders import NGINX, POSTGRES, manifest, pod_spec
-from test_controller_harness import events_for, images_of, record, rewritten_to
+from test_controller_harness import events_for, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 from lab.waiting import wait_for
+from lab.workloads import container_images
 
 MISSING = "library/nginx:no-such-tag"
 
@@ -44,7 +45,7 @@ def test_missing_upstream_image_warns_backs_off_and_is_never_rewritten(lab, name
                                                                          "observed": [round(s, 2) for s in spacing]})
 
         stored = admin.get(deployment, namespace, "broken")
-        assert images_of("Deployment", stored)["main"] == lab.source_image(POSTGRES)  # all or nothing
+        assert container_images("Deployment", stored)["main"] == lab.source_image(POSTGRES)  # all or nothing
         assert ORIGINAL_IMAGES not in (stored["metadata"].get("annotations") or {})
         assert process.metric("imageclone_reconcile_failures_total", reason="image_missing") >= 3
         assert process.metric("imageclone_workqueue_retry_waiting") == 1

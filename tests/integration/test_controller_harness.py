@@ -10,26 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from lab.collection import REPO
+from lab.workloads import container_images
 
 # -- reading workloads and events -------------------------------------------------------
 
-def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-
-    node: Any = obj
-    for key in KINDS[kind].pod_spec_path:
-        node = node[key]
-    return node
-
-
-def images_of(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
-    """``container name -> image`` over init and regular containers."""
-    spec = pod_spec_of(kind, obj)
-    return {c["name"]: c["image"] for section in ("initContainers", "containers") for c in spec.get(section) or ()}
-
-
 def rewritten_to(repository: str, kind: str, obj: Mapping[str, Any]) -> bool:
-    images = images_of(kind, obj)
+    images = container_images(kind, obj)
     return bool(images) and all(image.startswith(repository + ":") and "@sha256:" in image
                                 for image in images.values())
 

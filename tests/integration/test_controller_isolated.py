@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from builders import NGINX, manifest, pod_spec
 from faults_support import new_namespace
-from test_controller_harness import REPO, images_of, managers, record, rewritten_to
+from test_controller_harness import REPO, managers, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 from lab.waiting import wait_for
+from lab.workloads import container_images
 
 POD = Resource("Pod", "v1", "pods")
 
@@ -57,7 +58,7 @@ def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(i
         assert process.metric("imageclone_informer_objects", informer="Deployment") == 1
     for where in (ignored, "kube-system"):
         untouched = admin.get(deployment, where, "app")
-        assert images_of("Deployment", untouched)["main"] == iso.source_image(NGINX)
+        assert container_images("Deployment", untouched)["main"] == iso.source_image(NGINX)
         assert ORIGINAL_IMAGES not in (untouched["metadata"].get("annotations") or {})
         assert "image-clone" not in managers(untouched)
 

@@ -8,13 +8,14 @@ import uuid
 
 import pytest
 from builders import BUSYBOX, NGINX, REDIS, manifest, pod_spec
-from test_controller_harness import events_for, images_of, managers, record, rewritten_to
+from test_controller_harness import events_for, managers, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 from lab.waiting import wait_for
+from lab.workloads import container_images, pod_spec_of
 
 WATCHED_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob")
 
@@ -38,7 +39,7 @@ def test_new_workloads_of_every_watched_kind_are_rewritten_within_seconds(lab, n
                           f"{kind} rewritten", timeout=30)
         timings[kind] = round(time.monotonic() - started, 3)
 
-        images = images_of(kind, stored)
+        images = container_images(kind, stored)
         assert images["main"].endswith("@" + lab.config.seeds[NGINX])
         assert images["side"].endswith("@" + lab.config.seeds[REDIS])
         assert images["init"].endswith("@" + lab.config.seeds["library/busybox:1.36"])
@@ -46,7 +47,7 @@ def test_new_workloads_of_every_watched_kind_are_rewritten_within_seconds(lab, n
         assert originals["containers"]["main"] == lab.source_image(NGINX)
         assert originals["initContainers"]["init"] == lab.source_image(BUSYBOX)
         # Everything else in the pod spec survived the rewrite.
-        main = next(c for c in stored_spec(kind, stored)["containers"] if c["name"] == "main")
+        main = next(c for c in pod_spec_of(kind, stored)["containers"] if c["name"] == "main")
         assert main["env"] == [{"name": "MODE", "value": "prod"}] and main["ports"][0]["containerPort"] == 8080
     record("time to rewrite a new workload (s), first one includes copying 3 images", timings)
     histogram_sum = controller.metric("imageclone_rewrite_latency_seconds_sum")
@@ -79,12 +80,6 @@ def test_new_workloads_of_every_watched_kind_are_rewritten_within_seconds(lab, n
     assert len([r for r in lab.registry_requests("registry-backup") if r.path.startswith(ours)]) == requests
     assert controller.metric("imageclone_reconcile_total", kind="Deployment", result="unchanged") >= 1
     assert controller.metric("imageclone_image_backups_total", state="copied") == 3
-
-
-def stored_spec(kind, obj):
-    from test_controller_harness import pod_spec_of
-
-    return pod_spec_of(kind, obj)
 
 
 def test_a_changed_image_is_backed_up_and_rewritten_again(lab, namespace, controller):
@@ -129,7 +124,7 @@ def test_ignored_namespaces_and_kube_system_are_never_touched(lab, namespace, tm
             assert len(process.stored_writes()) == 1
         for where, name in ((ignored, "app"), ("kube-system", system_name)):
             untouched = admin.get(deployment, where, name)
-            assert images_of("Deployment", untouched)["main"] == lab.source_image(NGINX)
+            assert container_images("Deployment", untouched)["main"] == lab.source_image(NGINX)
             assert ORIGINAL_IMAGES not in (untouched["metadata"].get("annotations") or {})
             assert "image-clone" not in managers(untouched)
             assert not events_for(lab, where, name) or all(

@@ -18,6 +18,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.workloads import pod_spec_of
 
 REWRITTEN_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "ReplicaSet", "Pod")
 
@@ -66,10 +67,7 @@ def test_first_pass_copies_and_rewrites_every_kind_second_pass_does_nothing(lab,
     admin = lab.admin_api()
     for kind in REWRITTEN_KINDS:
         obj = admin.get(KINDS[kind], cluster, kind.lower())
-        node = obj
-        for key in KINDS[kind].pod_spec_path:
-            node = node[key]
-        main = node["containers"][0]["image"]
+        main = pod_spec_of(kind, obj)["containers"][0]["image"]
         assert main.startswith(policy.target + ":") and main.endswith("@" + lab.config.seeds[NGINX])
         originals = json.loads(obj["metadata"]["annotations"][ORIGINAL_IMAGES])
         assert originals["containers"]["main"] == lab.source_image(NGINX)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from builders import JENKINS, POSTGRES, REDIS, manifest, pod_spec
+from faults_support import workload_images
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
@@ -56,15 +57,7 @@ def variables(lab, namespaces: list[str], repository: str, **more) -> dict:
 
 
 def images(api: KubeApi, namespace: str) -> dict[str, list[str]]:
-    found = {}
-    for kind in ("Deployment", "StatefulSet", "CronJob"):
-        for obj in api.list(KINDS[kind], namespace)[0]:
-            node = obj
-            for key in KINDS[kind].pod_spec_path:
-                node = node[key]
-            found[f"{kind}/{obj['metadata']['name']}"] = [c["image"] for c in
-                                                          node.get("initContainers", []) + node["containers"]]
-    return found
+    return workload_images(api, namespace, ("Deployment", "StatefulSet", "CronJob"))
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
 )
 from lab.images import DIGEST_REFERENCED, VANISHING
 from lab.waiting import wait_for
+from lab.workloads import pod_spec_of
 
 # Fields the API server or controllers change on their own when a template changes.
 VOLATILE_ANNOTATIONS = ("deployment.kubernetes.io/revision", "deprecated.daemonset.template.generation")
@@ -130,15 +131,8 @@ def replanner(policy: NamingPolicy, results: dict[str, BackupOutcome], **options
     return lambda workload: plan_workload(workload, policy, results, **options)
 
 
-def spec_of(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    node: Any = obj
-    for key in KINDS[kind].pod_spec_path:
-        node = node[key]
-    return node
-
-
 def stored_spec(api: KubeApi, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    return spec_of(kind, api.get(KINDS[kind], namespace, name))
+    return pod_spec_of(kind, api.get(KINDS[kind], namespace, name))
 
 
 def images_of(spec: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -165,7 +159,7 @@ def stable(obj: dict[str, Any]) -> dict[str, Any]:
 
 def with_images(kind: str, obj: dict[str, Any], images: dict[str, dict[str, str]]) -> dict[str, Any]:
     obj = copy.deepcopy(obj)
-    spec = spec_of(kind, obj)
+    spec = pod_spec_of(kind, obj)
     for section, by_name in images.items():
         for container in spec.get(section, []):
             container["image"] = by_name.get(container["name"], container["image"])
@@ -198,10 +192,10 @@ def test_each_kind_is_rewritten_pinned_then_reverted_exactly(lab, api, admin, po
         "initContainers": {"init": expected_backup(lab, policy, BUSYBOX)},
         "containers": {"main": expected_backup(lab, policy, NGINX), "side": expected_backup(lab, policy, REDIS)},
     }
-    originals = images_of(spec_of(kind, original))
+    originals = images_of(pod_spec_of(kind, original))
     assert result.diff() == {"before": originals, "after": pinned}
     stored = admin.get(KINDS[kind], namespace, "web")
-    assert images_of(spec_of(kind, stored)) == pinned
+    assert images_of(pod_spec_of(kind, stored)) == pinned
     assert json.loads(stored["metadata"]["annotations"][ORIGINAL_IMAGES]) == originals
     assert stable(stored) == stable(with_images(kind, original, pinned))
 

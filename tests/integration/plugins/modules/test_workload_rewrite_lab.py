@@ -12,6 +12,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from ansible_collections.imageclone.backup.plugins.modules import image_backup, workload_rewrite
 from lab.lab import BACKUP_USER
+from lab.workloads import CONTAINER_SECTIONS, pod_spec_of
 
 NGINX, REDIS, BUSYBOX = "library/nginx:1.27", "library/redis:7.2", "library/busybox:1.36"
 
@@ -30,12 +31,9 @@ def args(connection_args, backup_args, namespace):
 
 
 def images_of(admin, kind, namespace, name) -> dict[str, str]:
-    node = admin.get(KINDS[kind], namespace, name)
-    obj = node
-    for key in KINDS[kind].pod_spec_path:
-        node = node[key]
-    images = {f"{section}/{c['name']}": c["image"] for section in ("initContainers", "containers")
-              for c in node.get(section, [])}
+    obj = admin.get(KINDS[kind], namespace, name)
+    spec = pod_spec_of(kind, obj)
+    images = {f"{section}/{c['name']}": c["image"] for section in CONTAINER_SECTIONS for c in spec.get(section, [])}
     return images | {"annotation": obj["metadata"].get("annotations", {}).get(ORIGINAL_IMAGES)}
 
 
