@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import FIELD_MANAGER, KubeApi, Resource
@@ -126,7 +126,32 @@ def descendants(table: dict[int, tuple[int, bytes]], roots: Iterable[int]) -> se
     return found
 
 
-class ProcessWatch:
+class BackgroundWatch:
+    """Calls ``poll()`` every ``interval`` seconds in a thread of its own while the ``with`` block runs."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self._interval)
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+
+class ProcessWatch(BackgroundWatch):
     """Scan ``/proc`` in a thread until stopped.
 
     Only the process trees of ``roots()`` are looked at (other people's tests share this
@@ -136,24 +161,14 @@ class ProcessWatch:
     """
 
     def __init__(self, roots: Callable[[], Iterable[int]], forbidden: Iterable[str], interval: float = 0.005):
+        super().__init__("process-watch", interval)
         self._roots = roots
         self._forbidden = [form.encode() for form in forbidden if form]
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="process-watch", daemon=True)
         self.scans = 0
         self.commands_checked = 0
         self.environments_checked = 0
         self.offenders: list[str] = []
         self.skopeo: dict[int, SeenProcess] = {}
-
-    def __enter__(self) -> ProcessWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def _roots_now(self) -> list[int]:
         try:
@@ -161,22 +176,20 @@ class ProcessWatch:
         except Exception:  # noqa: BLE001 - e.g. the process to watch is not started yet
             return []
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            table = _proc_table()
-            for pid in descendants(table, self._roots_now()):
-                ppid, cmdline = table[pid]
-                self.commands_checked += 1
-                for number, form in enumerate(self._forbidden):
-                    if form in cmdline:
-                        argv0 = cmdline.split(b"\0", 1)[0].decode(errors="replace")
-                        self.offenders.append(f"pid {pid} ({argv0}) carries secret form #{number}")
-                argv = [part.decode(errors="replace") for part in cmdline.split(b"\0") if part]
-                if argv and os.path.basename(argv[0]) == "skopeo" and pid not in self.skopeo:
-                    self.skopeo[pid] = SeenProcess(pid, ppid, argv, time.monotonic())
-                    self._check_environment(pid)
-            self.scans += 1
-            self._stop.wait(self._interval)
+    def poll(self) -> None:
+        table = _proc_table()
+        for pid in descendants(table, self._roots_now()):
+            ppid, cmdline = table[pid]
+            self.commands_checked += 1
+            for number, form in enumerate(self._forbidden):
+                if form in cmdline:
+                    argv0 = cmdline.split(b"\0", 1)[0].decode(errors="replace")
+                    self.offenders.append(f"pid {pid} ({argv0}) carries secret form #{number}")
+            argv = [part.decode(errors="replace") for part in cmdline.split(b"\0") if part]
+            if argv and os.path.basename(argv[0]) == "skopeo" and pid not in self.skopeo:
+                self.skopeo[pid] = SeenProcess(pid, ppid, argv, time.monotonic())
+                self._check_environment(pid)
+        self.scans += 1
 
     def _check_environment(self, pid: int) -> None:
         """skopeo gets a filtered environment: the password must not be in it (read after its exec)."""
@@ -203,7 +216,7 @@ def wait_for_skopeo_copy(watch: ProcessWatch, match: str, timeout: float = 60.0)
 
 # -- watching auth files ----------------------------------------------------------------------------
 
-class AuthDirWatch:
+class AuthDirWatch(BackgroundWatch):
     """Poll ``directory`` (a ``TMPDIR``) for image-clone's private auth directories.
 
     Records every auth directory seen, the modes it and its auth file had, and how often an
@@ -211,26 +224,11 @@ class AuthDirWatch:
     """
 
     def __init__(self, directory: Path, interval: float = 0.002) -> None:
+        super().__init__("authdir-watch", interval)
         self.directory = directory
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="authdir-watch", daemon=True)
         self.directories: set[str] = set()
         self.modes: set[tuple[str, str]] = set()  # ("dir" | "file", octal mode)
         self.files_seen = 0
-
-    def __enter__(self) -> AuthDirWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            self._stop.wait(self._interval)
 
     def poll(self) -> None:
         try:
