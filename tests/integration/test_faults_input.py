@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 from contextlib import redirect_stderr
-from pathlib import Path
 
 import pytest
-import yaml
 from builders import BUSYBOX, NAMESPACES, NGINX
 from faults_support import Timer, events, new_namespace, simple_deployment, workload_images
+from test_modules_lab import playbook
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
@@ -30,12 +27,10 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import Na
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome, plan_workload
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, workload_from_object
-from lab.collection import collections_root
 from lab.controller_process import BINARY, ControllerProcess, controller_env
 from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
-BIN = Path(sys.executable).parent
 
 # name -> the bad image, and what the engine says about it. The API server accepts all of these.
 ACCEPTED_BAD_IMAGES = {
@@ -274,19 +269,7 @@ def module_results(lab, tmp_path_factory):
         arguments = {"backup_registry": f"{lab.config.backup_registry}/faults/options",
                      **_substitute(options, substitutions)}
         tasks.append({"name": name, f"imageclone.backup.{module}": arguments, "ignore_errors": True})
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-             "vars": {"ansible_python_interpreter": sys.executable}, "tasks": tasks}]
-    (workdir / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "IMAGECLONE_BACKUP_", "K8S_AUTH"))},
-           "ANSIBLE_COLLECTIONS_PATH": str(collections_root()), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "play.yml"], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=300)
-    try:
-        document = json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(f"ansible-playbook failed ({done.returncode}):\n{done.stdout}\n{done.stderr}") from None
-    yield {task["task"]["name"]: task["hosts"]["localhost"] for task in document["plays"][0]["tasks"]}
+    yield playbook(workdir, tasks)
     admin.delete(NAMESPACES, None, namespace)
 
 
