@@ -37,6 +37,7 @@ from bench.workloads import (
 )
 from lab.collection import REPO
 from lab.controller_process import ControllerProcess, Samples, metric_total
+from lab.processes import resident_memory
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -45,19 +46,6 @@ def quantile(values: Sequence[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (bytes) of ``pid``."""
-    values = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    return values
 
 
 def start_controller(bl: BenchLab, repository: str, workdir: Path, name: str,
@@ -124,7 +112,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: ControllerProcess, result: dict[st
     startup = ctrl.wait_settled(existing, timeout=max(120.0, existing / 20))
     result["startup_settled_s"] = round(startup, 3)
     result["startup_objects"] = existing
-    result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
+    result["startup_rss_bytes"] = resident_memory(ctrl.pid).get("VmRSS")
     before = metric_summary(ctrl.metrics())
     result["startup_metrics"] = before
 
@@ -164,7 +152,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: ControllerProcess, result: dict[st
     first_sent = min(sent.values())
     after = metric_summary(ctrl.metrics())
     requests, server_time = bl.requests_since(mark)
-    status = proc_status(ctrl.pid)
+    status = resident_memory(ctrl.pid)
     result.update({
         "deployments": count,
         "rewritten": len(seen),
@@ -201,7 +189,7 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
     try:
         result["startup_settled_s"] = round(ctrl.wait_settled(existing, timeout=300), 3)
         result["startup_objects"] = existing
-        result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
+        result["startup_rss_bytes"] = resident_memory(ctrl.pid).get("VmRSS")
         before = metric_summary(ctrl.metrics())
         mark = bl.mark()
         started = time.monotonic()
@@ -212,7 +200,7 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
         result["drained_after_create_s"] = round(time.monotonic() - settle_start, 3)
         cpu_before = proc_cpu(ctrl.pid)
         time.sleep(idle_seconds)
-        status = proc_status(ctrl.pid)
+        status = resident_memory(ctrl.pid)
         result["idle_cpu_s"] = round(proc_cpu(ctrl.pid) - cpu_before, 3)
         after = metric_summary(ctrl.metrics())
         requests, server_time = bl.requests_since(mark)
@@ -228,7 +216,7 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
         settled = again.wait_settled(target, timeout=900)
         cpu_settle = proc_cpu(again.pid)
         time.sleep(idle_seconds)
-        status = proc_status(again.pid)
+        status = resident_memory(again.pid)
         cpu_idle = proc_cpu(again.pid) - cpu_settle
         samples = again.metrics()
         requests, server_time = bl.requests_since(mark)

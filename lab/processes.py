@@ -106,6 +106,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def resident_memory(pid: int) -> dict[str, int]:
+    """``VmRSS`` (now) and ``VmHWM`` (peak) of ``pid`` in bytes; nothing once it is gone."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
 def kill(pid: int) -> None:
     """SIGKILL one process the lab (or a test) started, or that one of them started, by pid."""
     try:

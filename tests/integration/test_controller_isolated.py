@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from builders import NGINX, manifest, pod_spec
@@ -20,6 +19,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.kube import Reso
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.processes import resident_memory
 from lab.waiting import wait_for
 from lab.workloads import container_images
 
@@ -117,12 +117,6 @@ def test_deploy_manifests_apply_in_one_command_and_pass_the_restricted_pod_secur
     assert len(pods) >= 1
 
 
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(current RSS, peak RSS) of ``pid`` in KiB."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])
-
-
 def test_ten_thousand_workloads_fit_in_150_mb(iso, tmp_path):
     count = 10_000
     namespace = new_namespace(iso, "scale")
@@ -145,9 +139,10 @@ def test_ten_thousand_workloads_fit_in_150_mb(iso, tmp_path):
                  "every workload rewritten", timeout=600)
         converged = time.monotonic() - started
         time.sleep(2)
-        current, peak = rss_kib(process.pid)
+        memory = resident_memory(process.pid)
         assert process.metric("imageclone_informer_objects", informer="CronJob") == count
+    current, peak = memory["VmRSS"] / 2**20, memory["VmHWM"] / 2**20
     record("10,000 CronJobs", {"created in (s)": round(created, 1), "all rewritten in (s)": round(converged, 1),
-                               "controller RSS now (MiB)": round(current / 1024, 1),
-                               "controller peak RSS (MiB)": round(peak / 1024, 1)})
-    assert peak <= 150 * 1024, f"peak RSS {peak / 1024:.0f} MiB"
+                               "controller RSS now (MiB)": round(current, 1),
+                               "controller peak RSS (MiB)": round(peak, 1)})
+    assert peak <= 150, f"peak RSS {peak:.0f} MiB"
