@@ -28,6 +28,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
 from bench.env import BenchLab
 from bench.workloads import WorkloadSpec, parallel
 from lab.collection import collections_root
+from lab.workloads import images_patch
 
 BIN = Path(sys.executable).parent
 
@@ -245,11 +246,8 @@ def naive_loop(bl: BenchLab, specs: Sequence[WorkloadSpec], workers: int) -> dic
             images[container] = target
             with lock:
                 copy_seconds.append(elapsed)
-        node: dict[str, Any] = {"containers": [{"name": n, "image": i} for n, i in images.items()]}
-        for key in reversed(KINDS[spec.kind].pod_spec_path):
-            node = {key: node}
         started = time.monotonic()
-        api.patch(KINDS[spec.kind], spec.namespace, spec.name, node)
+        api.patch(KINDS[spec.kind], spec.namespace, spec.name, images_patch(spec.kind, images.items()))
         with lock:
             patch_seconds.append(time.monotonic() - started)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
-from bench.env import BenchLab, counts_delta, cpu_delta, summarize
+from bench.env import BenchLab, counts_delta, cpu_delta, proc_cpu, summarize
 from bench.workloads import (
     KIND_MIX,
     WorkloadSpec,
@@ -37,6 +37,7 @@ from bench.workloads import (
 )
 from lab.collection import REPO
 from lab.controller_process import ControllerProcess, Samples, metric_total
+from lab.processes import resident_memory
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -45,28 +46,6 @@ def quantile(values: Sequence[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds ``pid`` has used so far (threads included)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (bytes) of ``pid``."""
-    values = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    return values
 
 
 def start_controller(bl: BenchLab, repository: str, workdir: Path, name: str,
@@ -133,7 +112,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: ControllerProcess, result: dict[st
     startup = ctrl.wait_settled(existing, timeout=max(120.0, existing / 20))
     result["startup_settled_s"] = round(startup, 3)
     result["startup_objects"] = existing
-    result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
+    result["startup_rss_bytes"] = resident_memory(ctrl.pid).get("VmRSS")
     before = metric_summary(ctrl.metrics())
     result["startup_metrics"] = before
 
@@ -148,7 +127,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: ControllerProcess, result: dict[st
         if watcher.stdout.readline().strip() != "ready":
             raise RuntimeError(f"watcher did not start: {(workdir / f'watcher-{prefix}.err').read_text()[-2000:]}")
         mark, api_before = bl.mark(), bl.apiserver_counts()
-        cpu_before = cpu_seconds(ctrl.pid)
+        cpu_before = proc_cpu(ctrl.pid)
         lab_cpu_before = bl.cpu()
         started = time.monotonic()
         times = create_all(api, specs, workers=8)
@@ -158,7 +137,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: ControllerProcess, result: dict[st
         if watcher.poll() is None:
             watcher.kill()
             watcher.wait()
-    result["cpu_s"] = round(cpu_seconds(ctrl.pid) - cpu_before, 3)
+    result["cpu_s"] = round(proc_cpu(ctrl.pid) - cpu_before, 3)
     cpu = cpu_delta(lab_cpu_before, bl.cpu(), time.monotonic() - started)
     cpu["by_process_s"]["controller"] = result["cpu_s"]  # not a waited-for child yet: counted apart
     cpu["ours_s"] = round(cpu["ours_s"] + result["cpu_s"], 3)
@@ -173,7 +152,7 @@ def _burst(bl: BenchLab, workdir: Path, ctrl: ControllerProcess, result: dict[st
     first_sent = min(sent.values())
     after = metric_summary(ctrl.metrics())
     requests, server_time = bl.requests_since(mark)
-    status = proc_status(ctrl.pid)
+    status = resident_memory(ctrl.pid)
     result.update({
         "deployments": count,
         "rewritten": len(seen),
@@ -210,7 +189,7 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
     try:
         result["startup_settled_s"] = round(ctrl.wait_settled(existing, timeout=300), 3)
         result["startup_objects"] = existing
-        result["startup_rss_bytes"] = proc_status(ctrl.pid).get("VmRSS")
+        result["startup_rss_bytes"] = resident_memory(ctrl.pid).get("VmRSS")
         before = metric_summary(ctrl.metrics())
         mark = bl.mark()
         started = time.monotonic()
@@ -219,10 +198,10 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
         settle_start = time.monotonic()
         ctrl.wait_settled(target, timeout=600)
         result["drained_after_create_s"] = round(time.monotonic() - settle_start, 3)
-        cpu_before = cpu_seconds(ctrl.pid)
+        cpu_before = proc_cpu(ctrl.pid)
         time.sleep(idle_seconds)
-        status = proc_status(ctrl.pid)
-        result["idle_cpu_s"] = round(cpu_seconds(ctrl.pid) - cpu_before, 3)
+        status = resident_memory(ctrl.pid)
+        result["idle_cpu_s"] = round(proc_cpu(ctrl.pid) - cpu_before, 3)
         after = metric_summary(ctrl.metrics())
         requests, server_time = bl.requests_since(mark)
         result["running"] = {"rss_bytes": status.get("VmRSS"), "peak_rss_bytes": status.get("VmHWM"),
@@ -235,10 +214,10 @@ def idle(bl: BenchLab, workdir: Path, repository: str, mapping: dict[str, str], 
     try:
         mark = bl.mark()
         settled = again.wait_settled(target, timeout=900)
-        cpu_settle = cpu_seconds(again.pid)
+        cpu_settle = proc_cpu(again.pid)
         time.sleep(idle_seconds)
-        status = proc_status(again.pid)
-        cpu_idle = cpu_seconds(again.pid) - cpu_settle
+        status = resident_memory(again.pid)
+        cpu_idle = proc_cpu(again.pid) - cpu_settle
         samples = again.metrics()
         requests, server_time = bl.requests_since(mark)
         result["restarted"] = {"settled_s": round(settled, 3), "rss_bytes": status.get("VmRSS"),

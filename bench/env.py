@@ -22,33 +22,23 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.collection import import_engine
-from lab.lab import COMPONENTS, Lab
+from lab.lab import COMPONENTS, Lab, RegistryRequest, parse_access_log
 
 import_engine()
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts, new_api_client  # noqa: E402
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts  # noqa: E402
 
 BACKUP = "registry-backup"
-_ACCESS = re.compile(
-    r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ', re.M)
 _COMPLETED = re.compile(r'msg="response completed".*?http\.response\.duration=(?P<duration>\S+)')
 _DURATION = re.compile(r"([0-9.]+)(ns|µs|us|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SAMPLE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$', re.M)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 WORKLOAD_RESOURCES = ("deployments", "statefulsets", "daemonsets", "cronjobs", "jobs", "replicasets", "pods")
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    status: int
 
 
 def go_duration(text: str) -> float:
@@ -99,10 +89,11 @@ class BenchLab:
     def api(self) -> KubeApi:
         """A KubeApi for the benchmark's own setup and checks (admin kubeconfig)."""
         if self._api is None:
-            client = new_api_client({"kubeconfig": str(self.lab.kubeconfig)})
+            self._api = self.lab.admin_api("bench-setup", timeouts=Timeouts(read=120))
+            # Setup creates workloads from many threads at once: one pooled connection each.
+            client = self._api.api_client
             client.configuration.connection_pool_maxsize = 32
             client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
-            self._api = KubeApi(client, field_manager="bench-setup", timeouts=Timeouts(read=120))
         return self._api
 
     def apiserver_counts(self) -> Counter:
@@ -139,10 +130,10 @@ class BenchLab:
             handle.seek(mark)
             return handle.read().decode(errors="replace")
 
-    def requests_since(self, mark: int) -> tuple[list[Request], float]:
+    def requests_since(self, mark: int) -> tuple[list[RegistryRequest], float]:
         """Access-log requests after ``mark`` and the summed server-side time spent on them (seconds)."""
         text = self._log_since(mark)
-        requests = [Request(m["method"], m["path"], int(m["status"])) for m in _ACCESS.finditer(text)]
+        requests = parse_access_log(text)
         server_time = sum(go_duration(m["duration"]) for m in _COMPLETED.finditer(text))
         return requests, server_time
 
@@ -192,7 +183,7 @@ def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float) ->
             "wall_s": round(wall, 3)}
 
 
-def summarize(requests: list[Request], server_time: float | None = None) -> dict[str, Any]:
+def summarize(requests: list[RegistryRequest], server_time: float | None = None) -> dict[str, Any]:
     """Counts a phase's registry requests by method and by what they touch."""
     by_method = Counter(r.method for r in requests)
     manifests = [r for r in requests if "/manifests/" in r.path]

@@ -19,6 +19,7 @@ from typing import Any
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.workloads import container_images, images_patch
 
 # Share of each kind in the mix (DaemonSets create no pods: the lab has no nodes).
 KIND_MIX: tuple[tuple[str, int], ...] = (("Deployment", 55), ("StatefulSet", 20), ("DaemonSet", 10), ("CronJob", 15))
@@ -128,13 +129,6 @@ def create_all(api: KubeApi, specs: Sequence[WorkloadSpec], workers: int = 8,
     return times
 
 
-def container_images(kind: str, obj: dict[str, Any]) -> dict[str, str]:
-    node: Any = obj
-    for key in KINDS[kind].pod_spec_path:
-        node = node.get(key) or {}
-    return {c["name"]: c["image"] for section in ("initContainers", "containers") for c in node.get(section) or ()}
-
-
 def snapshot(api: KubeApi, kinds: Iterable[str] = BENCH_KINDS, prefix: str | None = None
              ) -> dict[str, tuple[str, dict[str, str], dict[str, str], int]]:
     """``key -> (resourceVersion, container images, annotations, generation)`` of every workload."""
@@ -197,10 +191,7 @@ def reset(api: KubeApi, specs: Sequence[WorkloadSpec], workers: int = 8) -> floa
     started = time.monotonic()
 
     def patch(spec: WorkloadSpec) -> None:
-        spec_node: dict[str, Any] = {"containers": [{"name": n, "image": i} for n, i in spec.containers]}
-        for key in reversed(KINDS[spec.kind].pod_spec_path):
-            spec_node = {key: spec_node}
-        body = {"metadata": {"annotations": {ORIGINAL_IMAGES: None}}, **spec_node}
+        body = {"metadata": {"annotations": {ORIGINAL_IMAGES: None}}, **images_patch(spec.kind, spec.containers)}
         api.patch(KINDS[spec.kind], spec.namespace, spec.name, body)
 
     parallel(patch, specs, workers)

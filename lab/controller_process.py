@@ -23,6 +23,7 @@ from typing import Any
 
 from lab.collection import REPO, collections_root
 from lab.processes import free_port
+from lab.waiting import wait_for
 
 BINARY = Path(sys.executable).parent / "imgCloneCtrl"
 _SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
@@ -152,14 +153,19 @@ class ControllerProcess:
         return self.metric("imageclone_leader") == 1
 
     def wait_leader_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise AssertionError(f"the controller exited ({self.process.returncode}):\n{self.log_text()[-3000:]}")
-            if self.leader() and self.ready() and self.metric("imageclone_informer_synced") > 0:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"the controller was not leader and ready within {timeout}s:\n{self.log_text()[-3000:]}")
+        def leading() -> bool:
+            self._fail_if_exited()
+            return self.leader() and self.ready() and self.metric("imageclone_informer_synced") > 0
+
+        wait_for(leading, "the controller to lead, synced and ready", timeout, explain=self._log_end)
+
+    def _fail_if_exited(self) -> None:
+        """A controller that exited never gets ready: fail at once with its last words."""
+        if not self.running():
+            raise AssertionError(f"the controller exited ({self.process.returncode}):\n{self._log_end()}")
+
+    def _log_end(self) -> str:
+        return self.log_text()[-3000:]
 
     @property
     def identity(self) -> str:
@@ -179,26 +185,26 @@ class ControllerProcess:
     def wait_settled(self, objects: int, timeout: float) -> float:
         """Wait until leader, synced, ``objects`` workloads cached and the queue empty for a second;
         returns the seconds from start to that quiet."""
-        deadline = time.monotonic() + timeout
-        quiet_since = None
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise AssertionError(f"the controller exited ({self.process.returncode}):\n{self.log_text()[-3000:]}")
+        quiet_since: float | None = None
+
+        def quiet_for_a_second() -> float | None:
+            nonlocal quiet_since
+            self._fail_if_exited()
             m = self.metrics()
             settled = (m and metric_total(m, "imageclone_leader") == 1
                        and metric_total(m, "imageclone_informer_synced") > 0
                        and metric_total(m, "imageclone_informer_objects") >= objects
                        and metric_total(m, "imageclone_workqueue_depth") == 0
                        and metric_total(m, "imageclone_workqueue_in_flight") == 0)
-            if settled:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= 1.0:  # stays empty for a second: not between two adds
-                    return quiet_since - self.started
-            else:
+            if not settled:
                 quiet_since = None
-            time.sleep(0.2)
-        raise TimeoutError(f"the controller did not settle on {objects} workloads within {timeout:.0f}s:\n"
-                           f"{self.log_text()[-3000:]}")
+                return None
+            quiet_since = quiet_since or time.monotonic()
+            # Empty for a second, not just between two adds.
+            return quiet_since - self.started if time.monotonic() - quiet_since >= 1.0 else None
+
+        return wait_for(quiet_for_a_second, f"the controller to settle on {objects} workloads", timeout, interval=0.2,
+                        explain=self._log_end)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

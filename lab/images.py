@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import random
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,19 @@ class Layer:
         payload = _pseudo_random(self.name, self.size)
         return _tar_gz(_file(f"opt/{self.name}/payload.bin", payload),
                        _file(f"etc/{self.name}.conf", self.name.encode()))
+
+
+@dataclass(frozen=True)
+class FastLayer(Layer):
+    """A ``Layer`` generated fast whatever its size, so a test can push fresh ones of many MB every run.
+
+    Its payload is one file of ``random`` bytes stored uncompressed in the gzip stream: they would not
+    compress anyway, and the size on the wire is what ``size`` says.
+    """
+
+    def tar_gz(self) -> tuple[bytes, str]:
+        payload = random.Random(self.name).randbytes(self.size)
+        return _tar_gz(_file(f"opt/{self.name}/payload.bin", payload), compresslevel=0)
 
 
 BUSYBOX_BINARY = Path("/bin/busybox")  # Debian's busybox-static: one static binary, every applet
@@ -71,7 +85,7 @@ def _symlink(path: str, target: str) -> tuple[tarfile.TarInfo, bytes | None]:
     return info, None
 
 
-def _tar_gz(*members: tuple[tarfile.TarInfo, bytes | None]) -> tuple[bytes, str]:
+def _tar_gz(*members: tuple[tarfile.TarInfo, bytes | None], compresslevel: int = 9) -> tuple[bytes, str]:
     """A gzip'd tar of ``members`` with fixed metadata, and the digest of the plain tar (the diff ID)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -79,7 +93,7 @@ def _tar_gz(*members: tuple[tarfile.TarInfo, bytes | None]) -> tuple[bytes, str]
             archive.addfile(info, io.BytesIO(data) if data is not None else None)
     tar_bytes = raw.getvalue()
     compressed = io.BytesIO()
-    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as gz:
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=compresslevel) as gz:
         gz.write(tar_bytes)
     return compressed.getvalue(), _digest(tar_bytes)
 

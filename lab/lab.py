@@ -24,6 +24,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
@@ -31,7 +32,11 @@ from lab.binaries import ensure_binaries, kubernetes_version
 from lab.images import RUNNABLE_SEEDS, SEED_IMAGES, ImageSpec, OciLayout
 from lab.node import NODE_NAME, Node
 from lab.pki import CertificateAuthority, Identity, write_private
-from lab.processes import Daemons, free_port, wait_until
+from lab.processes import Daemons, free_port
+from lab.waiting import wait_for
+
+if TYPE_CHECKING:
+    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 
 REPO = Path(__file__).resolve().parent.parent
 BACKUP_USER = "imageclone"
@@ -233,7 +238,7 @@ class Lab:
             # A lab on one disk: durability across power loss is not worth the fsync latency.
             "--unsafe-no-fsync",
         ])
-        wait_until(lambda: _http_ok(f"{client}/health"), name, 60, self.daemons.log_file(name))
+        self._wait_ready(name, lambda: http_status(f"{client}/health") == 200, 60)
 
     def _ensure_apiserver(self, config: LabConfig, bin_dir: Path, ids: dict[str, Identity]) -> None:
         name = "kube-apiserver"
@@ -266,8 +271,7 @@ class Lab:
         self._write_kubeconfig(self.state / "kubeconfig-scheduler", config, ids["scheduler"], "kube-scheduler")
         self._write_kubeconfig(self.state / "kubeconfig-node", config, ids["node"], f"system:node:{NODE_NAME}")
         context = _client_tls(self.ca_cert(), ids["admin"])
-        wait_until(lambda: _http_ok(f"{config.apiserver_url}/readyz", context), name, 120,
-                   self.daemons.log_file(name))
+        self._wait_ready(name, lambda: http_status(f"{config.apiserver_url}/readyz", context) == 200, 120)
 
     def _ensure_controller_manager(self, config: LabConfig, bin_dir: Path) -> None:
         name = "kube-controller-manager"
@@ -281,8 +285,7 @@ class Lab:
             "--cluster-name=image-clone-lab",
         ])
         # The controller manager is useful once it has created the default service account.
-        wait_until(lambda: self._kubectl_ok("get", "serviceaccount", "default", "-n", "default"),
-                   name, 90, self.daemons.log_file(name))
+        self._wait_ready(name, lambda: self._kubectl_ok("get", "serviceaccount", "default", "-n", "default"), 90)
 
     def _control_plane_argv(self, name: str, config: LabConfig, bin_dir: Path, short_name: str) -> list[str]:
         """The flags kube-controller-manager and kube-scheduler share: identity, loopback port, one instance."""
@@ -303,15 +306,15 @@ class Lab:
         self.daemons.start(name, self._control_plane_argv(name, config, bin_dir, "scheduler"))
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # it serves a self-signed certificate
-        wait_until(lambda: _http_ok(f"https://127.0.0.1:{config.ports[name]}/healthz", context), name, 60,
-                   self.daemons.log_file(name))
+        self._wait_ready(name, lambda: http_status(f"https://127.0.0.1:{config.ports[name]}/healthz", context) == 200,
+                         60)
 
     def _ensure_containerd(self, config: LabConfig) -> None:
         name = "containerd"
         if not self.daemons.pid(name):
             settings = self.node.containerd_config([config.source_registry, config.backup_registry], self.ca_cert())
             self.daemons.start(name, ["containerd", f"--config={settings}"])
-        wait_until(self.node.containerd_ready, name, 30, self.daemons.log_file(name))
+        self._wait_ready(name, self.node.containerd_ready, 30)
         self.node.import_pause_image()
 
     def _ensure_kubelet(self, config: LabConfig, bin_dir: Path, ids: dict[str, Identity]) -> None:
@@ -328,7 +331,7 @@ class Lab:
                 f"--hostname-override={NODE_NAME}",
                 "--node-ip=127.0.0.1",
             ])
-        wait_until(self.node_ready, name, 120, self.daemons.log_file(name))
+        self._wait_ready(name, self.node_ready, 120)
 
     def node_ready(self) -> bool:
         """Whether the node reports Ready to the API server."""
@@ -362,7 +365,7 @@ class Lab:
         self.daemons.start(name, ["docker-registry", "serve", str(config_file)])
         url = f"https://127.0.0.1:{config.ports[name]}/v2/"
         context = ssl.create_default_context(cafile=str(self.ca_cert()))
-        wait_until(lambda: _http_status(url, context) in (200, 401), name, 30, self.daemons.log_file(name))
+        self._wait_ready(name, lambda: http_status(url, context) in (200, 401), 30)
 
     def _htpasswd(self, directory: Path, config: LabConfig) -> Path:
         """Create the backup registry's only user and an auth file clients can read it from."""
@@ -422,8 +425,7 @@ class Lab:
         log = self.daemons.log_file(name)
         if not log.exists():
             return []
-        requests = [RegistryRequest(m["method"], m["path"], int(m["status"]), m["agent"] or "")
-                    for m in _ACCESS_LOG.finditer(log.read_text(errors="replace"))]
+        requests = parse_access_log(log.read_text(errors="replace"))
         if repository is None:
             return requests
         return [r for r in requests if r.path.startswith(f"/v2/{repository}/")]
@@ -449,6 +451,17 @@ class Lab:
 
     # -- helpers -------------------------------------------------------------------
 
+    def admin_api(self, field_manager: str = "test-setup", **options: Any) -> KubeApi:
+        """The engine's ``KubeApi`` as the lab's admin, for setting up and reading back what tests and
+        benchmarks run; ``options`` go to ``KubeApi`` (``page_size``, ``timeouts``).
+
+        Its writes carry ``field_manager``, so they never pass for image-clone's own unless asked to.
+        """
+        # Imported on use: the lab runs without the engine; its callers made it importable.
+        from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+
+        return KubeApi(new_api_client({"kubeconfig": str(self.kubeconfig)}), field_manager=field_manager, **options)
+
     def kubectl(self, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(Path(self.config.bin_dir) / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
@@ -457,6 +470,9 @@ class Lab:
 
     def _kubectl_ok(self, *args: str) -> bool:
         return self.kubectl(*args).returncode == 0
+
+    def _wait_ready(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
+        wait_for(ready, f"{name} to be ready", timeout, interval=0.2, explain=lambda: self.daemons.log_tail(name))
 
     def _write_kubeconfig(self, path: Path, config: LabConfig, identity: Identity, user: str) -> None:
         document = {
@@ -470,10 +486,6 @@ class Lab:
             "current-context": user,
         }
         write_private(path, yaml.safe_dump(document).encode())
-
-
-_ACCESS_LOG = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
-                         r'(?:\S+ "[^"]*" "(?P<agent>[^"]*)")?', re.M)
 
 
 @dataclass(frozen=True)
@@ -491,21 +503,29 @@ class RegistryRequest:
         return self.user_agent.startswith("containerd/")
 
 
+_ACCESS_LOG_LINE = re.compile(
+    r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
+    r'(?:\S+ "[^"]*" "(?P<agent>[^"]*)")?', re.M)
+
+
+def parse_access_log(text: str) -> list[RegistryRequest]:
+    """The requests in ``text``, lines of a lab registry's log, oldest first; its other lines are left out."""
+    return [RegistryRequest(m["method"], m["path"], int(m["status"]), m["agent"] or "")
+            for m in _ACCESS_LOG_LINE.finditer(text)]
+
+
 def _client_tls(ca: Path, identity: Identity) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca))
     context.load_cert_chain(str(identity.cert), str(identity.key))
     return context
 
 
-def _http_status(url: str, context: ssl.SSLContext | None = None) -> int:
+def http_status(url: str, context: ssl.SSLContext | None = None) -> int:
+    """The status a GET of ``url`` answers; 0 while nothing answers (not listening yet, TLS not up)."""
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
+    except OSError:
         return 0
-
-
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    return _http_status(url, context) == 200

@@ -8,17 +8,18 @@ lab CA for both registries, and uses a pause image built here rather than pulled
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 from lab.images import PAUSE_IMAGE, OciLayout
 from lab.processes import alive, kill
+from lab.waiting import wait_for
 
 NODE_NAME = "lab-node"
 # Only pods that ask for the node get it: the other tests' pods stay Pending and pull nothing.
@@ -229,9 +230,8 @@ class Node:
             doomed |= _descendants(shim)
         for pid in [*doomed, *shims]:
             kill(pid)
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in [*doomed, *shims]) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with contextlib.suppress(TimeoutError):  # what a survivor still holds is unmounted lazily below
+            wait_for(lambda: not any(alive(pid) for pid in [*doomed, *shims]), "the node's containers to die", 10)
         for mount_point in self.mounts():
             subprocess.run(["umount", "--lazy", mount_point], capture_output=True)
 

@@ -7,8 +7,9 @@ latest events.
 from __future__ import annotations
 
 import json
-import time
 from typing import Callable
+
+from lab.waiting import wait_for
 
 PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff")
 
@@ -83,14 +84,11 @@ def describe(lab, namespace: str) -> str:
 def wait_for_pods(lab, namespace: str, condition: Callable[[list[dict]], bool], what: str,
                   timeout: float = 120.0, selector: str | None = None) -> list[dict]:
     """Poll the namespace's pods until ``condition(pods)`` holds; else fail saying what was seen."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def met() -> tuple[list[dict]] | None:
         found = pods(lab, namespace, selector)
-        if condition(found):
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout:.0f}s, still waiting for {what}\n{describe(lab, namespace)}")
-        time.sleep(1)
+        return (found,) if condition(found) else None  # a tuple: no pods at all may be what was awaited
+
+    return wait_for(met, what, timeout, interval=1.0, explain=lambda: describe(lab, namespace))[0]
 
 
 ROTATION_TAINT = "imageclone.io/rotating"
@@ -114,12 +112,13 @@ def rotate_node(lab, namespaces: list[str], forget: Callable[[], list[str]], tim
     try:
         for namespace in namespaces:
             lab.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=true", f"--timeout={timeout:.0f}s")
-        deadline = time.monotonic() + timeout
-        while left := lab.node.containers(namespaces):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"containers of {namespaces} still on the node after {timeout:.0f}s")
+
+        def off_the_node() -> bool:
+            left = lab.node.containers(namespaces)
             lab.node.delete_stopped_containers(left)  # the kubelet collects them only every minute
-            time.sleep(0.5)
+            return not left
+
+        wait_for(off_the_node, f"the containers of {namespaces} to leave the node", timeout, interval=0.5)
         return forget()
     finally:
         lab.kubectl("taint", "nodes", NODE_NAME, f"{ROTATION_TAINT}-")

@@ -5,9 +5,9 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
-from typing import Callable
+
+from lab.waiting import wait_for
 
 
 class Daemons:
@@ -22,6 +22,13 @@ class Daemons:
 
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
+
+    def log_tail(self, name: str, lines: int = 25) -> str:
+        """The last ``lines`` of ``name``'s log, headed by its path: what a failed wait shows."""
+        log = self.log_file(name)
+        if not log.exists():
+            return f"(no log at {log})"
+        return f"--- last lines of {log} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
     def pid(self, name: str) -> int | None:
         """The pid of ``name`` if it is alive, else None."""
@@ -56,9 +63,10 @@ class Daemons:
         pid = self.pid(name)
         if pid is not None:
             _signal_group(pid, sig)
-            if not _wait_gone(pid, timeout):
+            if not wait_gone(pid, timeout):
                 _signal_group(pid, signal.SIGKILL)
-                _wait_gone(pid, 5.0)
+                wait_gone(pid, 5.0)
+            _reap(pid)
         self._pid_file(name).unlink(missing_ok=True)
 
 
@@ -69,21 +77,20 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            # Reap it if it is our child (a test that started it); otherwise just probe.
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return True
-        except ChildProcessError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
+def wait_gone(pid: int, timeout: float = 30.0) -> bool:
+    """Whether ``pid`` ended (a zombie counts as ended) within ``timeout`` seconds."""
+    try:
+        return wait_for(lambda: not alive(pid), f"pid {pid} to end", timeout, interval=0.05)
+    except TimeoutError:
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is our child (a test that started the lab), so no zombie stays."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def alive(pid: int) -> bool:
@@ -99,6 +106,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def resident_memory(pid: int) -> dict[str, int]:
+    """``VmRSS`` (now) and ``VmHWM`` (peak) of ``pid`` in bytes; nothing once it is gone."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
 def kill(pid: int) -> None:
     """SIGKILL one process the lab (or a test) started, or that one of them started, by pid."""
     try:
@@ -112,21 +132,3 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float, log_file: Path | None = None) -> None:
-    """Poll ``check`` until it is true; on timeout raise with the tail of the component's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    tail = ""
-    if log_file and log_file.exists():
-        tail = "\n--- last lines of " + str(log_file) + " ---\n" + "\n".join(
-            log_file.read_text(errors="replace").splitlines()[-25:]
-        )
-    raise TimeoutError(f"{what} was not ready after {timeout:.0f}s{tail}")

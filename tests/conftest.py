@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the lab package lives at the repo root
 
 from lab.lab import Lab  # noqa: E402
+from lab.waiting import wait_for  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,6 +35,13 @@ def lab() -> Lab:
         instance.down()
 
 
+@pytest.fixture
+def admin(lab: Lab):
+    """The engine's KubeApi as the lab's admin, for setting up and reading back workloads; its writes
+    never pass for image-clone's (nor count in the ``writes`` of a client under test)."""
+    return lab.admin_api()
+
+
 @pytest.fixture(scope="session")
 def kube(lab: Lab):
     """A kubernetes.client.ApiClient authenticated as the lab's admin."""
@@ -53,10 +60,7 @@ def namespace(request: pytest.FixtureRequest, kube) -> str:
     name = f"{slug}-{uuid.uuid4().hex[:6]}"
     metadata = client.V1ObjectMeta(name=name, labels={"imageclone-test": "true"})
     core.create_namespace(client.V1Namespace(metadata=metadata))
-    deadline = time.monotonic() + 30
-    while not core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the controller manager never created the default service account in {name}")
-        time.sleep(0.1)
+    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
+             f"the controller manager to create the default service account in {name}")
     yield name
     core.delete_namespace(name)

@@ -1,9 +1,8 @@
 """Shared by the integration tests: manifests of every workload kind (real objects with fields
-that must survive a rewrite) and a bounded wait."""
+that must survive a rewrite)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
@@ -66,13 +65,3 @@ def manifest(kind: str, name: str, spec: dict[str, Any], labels: dict[str, str] 
         "spec": specs[kind],
     }
 
-
-def eventually(probe, what: str, timeout: float = 30.0):
-    """``probe()``'s first truthy value, polled until ``timeout``; else fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -13,12 +13,8 @@
 from __future__ import annotations
 
 import base64
-import gzip
-import io
 import json
 import os
-import random
-import tarfile
 import threading
 import time
 import urllib.request
@@ -26,16 +22,18 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Resource, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import FIELD_MANAGER, KubeApi, Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference, parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient, RegistryError
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-from lab.images import ImageSpec, Layer, _digest
-from lab.lab import _ACCESS_LOG, BACKUP_USER, Lab, RegistryRequest
+from lab.images import FastLayer, ImageSpec
+from lab.lab import BACKUP_USER, Lab, RegistryRequest, parse_access_log
 from lab.processes import alive
+from lab.waiting import wait_for
+from lab.workloads import CONTAINER_SECTIONS, pod_spec_of
 
 AUTH_DIR_PREFIX = "imageclone-auth-"
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
@@ -65,12 +63,8 @@ def isolated_lab(request, tmp_path_factory) -> Lab:
 
 def new_namespace(lab: Lab, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    admin_api(lab).create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    lab.admin_api().create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
-
-
-def admin_api(lab: Lab, field_manager: str = "test-setup") -> KubeApi:
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager=field_manager)
 
 
 # -- secrets -----------------------------------------------------------------------------------------
@@ -132,7 +126,32 @@ def descendants(table: dict[int, tuple[int, bytes]], roots: Iterable[int]) -> se
     return found
 
 
-class ProcessWatch:
+class BackgroundWatch:
+    """Calls ``poll()`` every ``interval`` seconds in a thread of its own while the ``with`` block runs."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self._interval)
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+
+class ProcessWatch(BackgroundWatch):
     """Scan ``/proc`` in a thread until stopped.
 
     Only the process trees of ``roots()`` are looked at (other people's tests share this
@@ -142,24 +161,14 @@ class ProcessWatch:
     """
 
     def __init__(self, roots: Callable[[], Iterable[int]], forbidden: Iterable[str], interval: float = 0.005):
+        super().__init__("process-watch", interval)
         self._roots = roots
         self._forbidden = [form.encode() for form in forbidden if form]
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="process-watch", daemon=True)
         self.scans = 0
         self.commands_checked = 0
         self.environments_checked = 0
         self.offenders: list[str] = []
         self.skopeo: dict[int, SeenProcess] = {}
-
-    def __enter__(self) -> ProcessWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def _roots_now(self) -> list[int]:
         try:
@@ -167,22 +176,20 @@ class ProcessWatch:
         except Exception:  # noqa: BLE001 - e.g. the process to watch is not started yet
             return []
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            table = _proc_table()
-            for pid in descendants(table, self._roots_now()):
-                ppid, cmdline = table[pid]
-                self.commands_checked += 1
-                for number, form in enumerate(self._forbidden):
-                    if form in cmdline:
-                        argv0 = cmdline.split(b"\0", 1)[0].decode(errors="replace")
-                        self.offenders.append(f"pid {pid} ({argv0}) carries secret form #{number}")
-                argv = [part.decode(errors="replace") for part in cmdline.split(b"\0") if part]
-                if argv and os.path.basename(argv[0]) == "skopeo" and pid not in self.skopeo:
-                    self.skopeo[pid] = SeenProcess(pid, ppid, argv, time.monotonic())
-                    self._check_environment(pid)
-            self.scans += 1
-            self._stop.wait(self._interval)
+    def poll(self) -> None:
+        table = _proc_table()
+        for pid in descendants(table, self._roots_now()):
+            ppid, cmdline = table[pid]
+            self.commands_checked += 1
+            for number, form in enumerate(self._forbidden):
+                if form in cmdline:
+                    argv0 = cmdline.split(b"\0", 1)[0].decode(errors="replace")
+                    self.offenders.append(f"pid {pid} ({argv0}) carries secret form #{number}")
+            argv = [part.decode(errors="replace") for part in cmdline.split(b"\0") if part]
+            if argv and os.path.basename(argv[0]) == "skopeo" and pid not in self.skopeo:
+                self.skopeo[pid] = SeenProcess(pid, ppid, argv, time.monotonic())
+                self._check_environment(pid)
+        self.scans += 1
 
     def _check_environment(self, pid: int) -> None:
         """skopeo gets a filtered environment: the password must not be in it (read after its exec)."""
@@ -202,27 +209,14 @@ class ProcessWatch:
 
 def wait_for_skopeo_copy(watch: ProcessWatch, match: str, timeout: float = 60.0) -> SeenProcess:
     """The first skopeo copy whose argv mentions ``match`` (still running when returned)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in watch.copies():
-            if any(match in part for part in process.argv) and alive(process.pid):
-                return process
-        time.sleep(0.005)
-    raise AssertionError(f"no skopeo copy of {match} was seen within {timeout}s")
-
-
-def wait_gone(pid: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
+    return wait_for(lambda: next((process for process in watch.copies()
+                                  if any(match in part for part in process.argv) and alive(process.pid)), None),
+                    f"a skopeo copy of {match}", timeout, interval=0.005)
 
 
 # -- watching auth files ----------------------------------------------------------------------------
 
-class AuthDirWatch:
+class AuthDirWatch(BackgroundWatch):
     """Poll ``directory`` (a ``TMPDIR``) for image-clone's private auth directories.
 
     Records every auth directory seen, the modes it and its auth file had, and how often an
@@ -230,26 +224,11 @@ class AuthDirWatch:
     """
 
     def __init__(self, directory: Path, interval: float = 0.002) -> None:
+        super().__init__("authdir-watch", interval)
         self.directory = directory
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="authdir-watch", daemon=True)
         self.directories: set[str] = set()
         self.modes: set[tuple[str, str]] = set()  # ("dir" | "file", octal mode)
         self.files_seen = 0
-
-    def __enter__(self) -> AuthDirWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            self._stop.wait(self._interval)
 
     def poll(self) -> None:
         try:
@@ -273,25 +252,6 @@ class AuthDirWatch:
 
 
 # -- images ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FastLayer(Layer):
-    """A ``lab.images.Layer`` whose incompressible payload is generated quickly (large layers)."""
-
-    def tar_gz(self) -> tuple[bytes, str]:
-        payload = random.Random(self.name).randbytes(self.size)
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            info = tarfile.TarInfo(f"opt/{self.name}/payload.bin")
-            info.size, info.mtime, info.mode = len(payload), 0, 0o644
-            archive.addfile(info, io.BytesIO(payload))
-        tar_bytes = raw.getvalue()
-        compressed = io.BytesIO()
-        # Level 0: the payload is incompressible anyway, and this keeps generating tens of MB fast.
-        with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0, compresslevel=0) as gz:
-            gz.write(tar_bytes)
-        return compressed.getvalue(), _digest(tar_bytes)
-
 
 # One small layer that lands at once, then big ones still streaming: a copy can be caught half
 # done. Fresh content on every call: skopeo's blob-info cache (for root, machine-wide in
@@ -374,8 +334,7 @@ class AccessLog:
         self._offset += len(data)
         text = self._pending + data
         complete, _, self._pending = text.rpartition(b"\n")
-        self.requests += [RegistryRequest(m["method"], m["path"], int(m["status"]))
-                          for m in _ACCESS_LOG.finditer(complete.decode(errors="replace"))]
+        self.requests += parse_access_log(complete.decode(errors="replace"))
         return self.requests
 
     def count(self, repository_path: str, method: str, fragment: str) -> int:
@@ -404,13 +363,6 @@ def blob_digests(lab: Lab, image: str) -> list[str]:
 
 # -- workloads ------------------------------------------------------------------------------------------
 
-def pod_spec_of(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    node: Any = obj
-    for key in KINDS[kind].pod_spec_path:
-        node = (node or {}).get(key)
-    return node or {}
-
-
 def workload_images(api: KubeApi, namespace: str, kinds: Iterable[str] = WATCHED_KINDS) -> dict[str, list[str]]:
     """``Kind/name -> every image of its init and regular containers`` in ``namespace``."""
     found = {}
@@ -418,8 +370,7 @@ def workload_images(api: KubeApi, namespace: str, kinds: Iterable[str] = WATCHED
         for obj in api.list(KINDS[kind], namespace)[0]:
             spec = pod_spec_of(kind, obj)
             found[f"{kind}/{obj['metadata']['name']}"] = [
-                container.get("image", "") for section in ("initContainers", "containers")
-                for container in spec.get(section) or ()]
+                container.get("image", "") for section in CONTAINER_SECTIONS for container in spec.get(section) or ()]
     return found
 
 
@@ -438,17 +389,6 @@ def simple_deployment(name: str, images: dict[str, str], **metadata: Any) -> dic
 def events(api: KubeApi, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
     found = api.list(EVENT, namespace)[0]
     return [event for event in found if name is None or event.get("involvedObject", {}).get("name") == name]
-
-
-def until(probe: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """``probe()``'s first truthy value, polled until ``timeout``; else fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # -- etcd -------------------------------------------------------------------------------------------
@@ -501,7 +441,7 @@ def engine_migration(lab: Lab, repository_path: str, namespaces: Iterable[str], 
     pull_secret = None
     if pull_secret_name:
         pull_secret = PullSecret(lab.config.backup_registry, BACKUP_USER, lab.backup_password(), pull_secret_name)
-    api = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    api = lab.admin_api(FIELD_MANAGER)
     return Migration(api, backups, Scope(namespaces=tuple(namespaces)), pull_secret)
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from builders import NGINX, POSTGRES, eventually, manifest, pod_spec
-from test_controller_harness import admin_api, events_for, images_of, record, rewritten_to
+from builders import NGINX, POSTGRES, manifest, pod_spec
+from test_controller_harness import events_for, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.waiting import wait_for
+from lab.workloads import container_images
 
 MISSING = "library/nginx:no-such-tag"
 
@@ -20,20 +22,20 @@ def retries(process, key):
 
 
 def test_missing_upstream_image_warns_backs_off_and_is_never_rewritten(lab, namespace, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     spec = pod_spec(lab, "Deployment", main=POSTGRES, side=MISSING)
     admin.create(deployment, namespace, manifest("Deployment", "broken", spec))
     key = f"Deployment/{namespace}/broken"
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace) as process:
         process.wait_leader_ready()
-        warning = eventually(lambda: [e for e in events_for(lab, namespace, "broken") if e["reason"] == "BackupFailed"],
-                             "a BackupFailed event")[0]
+        warning = wait_for(lambda: [e for e in events_for(lab, namespace, "broken") if e["reason"] == "BackupFailed"],
+                           "a BackupFailed event")[0]
         assert warning["type"] == "Warning" and warning["reportingComponent"] == "image-clone"
         assert lab.source_image(MISSING) in warning["message"] and "does not exist" in warning["message"]
 
-        attempts = eventually(lambda: (found := retries(process, key)) and len(found) >= 3 and found,
-                              "three failed attempts", timeout=45)
+        attempts = wait_for(lambda: (found := retries(process, key)) and len(found) >= 3 and found,
+                            "three failed attempts", timeout=45)
         delays = [line["retryInSeconds"] for _, line in attempts[:3]]
         assert delays == [5.0, 10.0, 20.0], delays
         assert all(line["reason"] == "image_missing" for _, line in attempts)
@@ -43,7 +45,7 @@ def test_missing_upstream_image_warns_backs_off_and_is_never_rewritten(lab, name
                                                                          "observed": [round(s, 2) for s in spacing]})
 
         stored = admin.get(deployment, namespace, "broken")
-        assert images_of("Deployment", stored)["main"] == lab.source_image(POSTGRES)  # all or nothing
+        assert container_images("Deployment", stored)["main"] == lab.source_image(POSTGRES)  # all or nothing
         assert ORIGINAL_IMAGES not in (stored["metadata"].get("annotations") or {})
         assert process.metric("imageclone_reconcile_failures_total", reason="image_missing") >= 3
         assert process.metric("imageclone_workqueue_retry_waiting") == 1
@@ -54,5 +56,5 @@ def test_missing_upstream_image_warns_backs_off_and_is_never_rewritten(lab, name
         # The owner fixes the image: the change is handled now, not after the parked retry.
         admin.patch(deployment, namespace, "broken", {"spec": {"template": {"spec": {"containers": [
             {"name": "side", "image": lab.source_image(NGINX)}]}}}})
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "broken")),
-                   "the fixed workload rewritten", timeout=10)
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "broken")),
+                 "the fixed workload rewritten", timeout=10)

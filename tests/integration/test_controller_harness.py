@@ -10,32 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from lab.collection import REPO
+from lab.workloads import container_images
 
 # -- reading workloads and events -------------------------------------------------------
 
-def admin_api(lab):
-    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
-
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
-
-
-def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
-
-    node: Any = obj
-    for key in KINDS[kind].pod_spec_path:
-        node = node[key]
-    return node
-
-
-def images_of(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
-    """``container name -> image`` over init and regular containers."""
-    spec = pod_spec_of(kind, obj)
-    return {c["name"]: c["image"] for section in ("initContainers", "containers") for c in spec.get(section) or ()}
-
-
 def rewritten_to(repository: str, kind: str, obj: Mapping[str, Any]) -> bool:
-    images = images_of(kind, obj)
+    images = container_images(kind, obj)
     return bool(images) and all(image.startswith(repository + ":") and "@sha256:" in image
                                 for image in images.values())
 
@@ -47,7 +27,7 @@ def managers(obj: Mapping[str, Any]) -> set[str]:
 def events_for(lab, namespace: str, name: str) -> list[dict[str, Any]]:
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 
-    events, _ = admin_api(lab).list(Resource("Event", "v1", "events"), namespace)
+    events, _ = lab.admin_api().list(Resource("Event", "v1", "events"), namespace)
     return [event for event in events if event.get("involvedObject", {}).get("name") == name]
 
 

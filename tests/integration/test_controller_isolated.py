@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from builders import NGINX, eventually, manifest, pod_spec
-from test_controller_harness import REPO, admin_api, images_of, managers, record, rewritten_to
+from builders import NGINX, manifest, pod_spec
+from faults_support import new_namespace
+from test_controller_harness import REPO, managers, record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.processes import resident_memory
+from lab.waiting import wait_for
+from lab.workloads import container_images
 
-NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
 POD = Resource("Pod", "v1", "pods")
 
 
@@ -37,14 +38,8 @@ def iso(tmp_path_factory):
     lab.down()
 
 
-def new_namespace(lab, prefix: str) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    admin_api(lab).create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
-
-
 def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(iso, tmp_path):
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     deployment = KINDS["Deployment"]
     watched, ignored = new_namespace(iso, "watched"), new_namespace(iso, "ignored")
     for where in (watched, ignored, "kube-system"):
@@ -52,18 +47,18 @@ def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(i
     with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=watched,
                            args=[f"--ignoreNamespace={ignored}", "--resync=1s"]) as process:
         process.wait_leader_ready()
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, watched, "app")),
-                   "the watched namespace rewritten")
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, watched, "app")),
+                 "the watched namespace rewritten")
         # One stored write rewrote it; resyncs every second then store nothing more (a resync that races
         # the watch event of our own write may cost a refused 409, which changes nothing).
-        eventually(lambda: len(process.stored_writes()) == 1, "one stored write")
+        wait_for(lambda: len(process.stored_writes()) == 1, "one stored write")
         time.sleep(3)
         assert len(process.stored_writes()) == 1
         # The API server filters the other two out: they are not even cached.
         assert process.metric("imageclone_informer_objects", informer="Deployment") == 1
     for where in (ignored, "kube-system"):
         untouched = admin.get(deployment, where, "app")
-        assert images_of("Deployment", untouched)["main"] == iso.source_image(NGINX)
+        assert container_images("Deployment", untouched)["main"] == iso.source_image(NGINX)
         assert ORIGINAL_IMAGES not in (untouched["metadata"].get("annotations") or {})
         assert "image-clone" not in managers(untouched)
 
@@ -72,14 +67,14 @@ def test_cluster_wide_the_ignored_namespaces_and_kube_system_are_never_touched(i
 def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, how):
     """SIGTERM: a graceful stop, long enough that the leader loses its lease and campaigns again.
     SIGKILL: a short outage, within the renew deadline: the informers reconnect and resume."""
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     deployment, statefulset = KINDS["Deployment"], KINDS["StatefulSet"]
     namespace = new_namespace(iso, "restart")
     with ControllerProcess(iso, tmp_path, namespaces=None, lease_namespace=namespace) as process:
         process.wait_leader_ready()
         admin.create(deployment, namespace, manifest("Deployment", "before", pod_spec(iso, "Deployment")))
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "before")),
-                   "rewrite before the restart")
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "before")),
+                 "rewrite before the restart")
 
         stopped_at = time.monotonic()
         iso.daemons.stop("kube-apiserver", sig=getattr(signal, how))
@@ -87,12 +82,12 @@ def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, 
         iso.up()  # starts the API server again and waits until it is ready
         outage = time.monotonic() - stopped_at
         back_at = time.monotonic()
-        admin = admin_api(iso)
+        admin = iso.admin_api()
         admin.create(deployment, namespace, manifest("Deployment", "after", pod_spec(iso, "Deployment")))
         admin.create(statefulset, namespace, manifest("StatefulSet", "after", pod_spec(iso, "StatefulSet")))
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "after"))
-                   and rewritten_to(process.repository, "StatefulSet", admin.get(statefulset, namespace, "after")),
-                   "workloads created after the restart rewritten", timeout=90)
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "after"))
+                 and rewritten_to(process.repository, "StatefulSet", admin.get(statefulset, namespace, "after")),
+                 "workloads created after the restart rewritten", timeout=90)
         converged = time.monotonic() - back_at
         assert process.running()
         record(f"API server restart ({how}): outage and convergence after it is back (s)",
@@ -112,26 +107,20 @@ def test_deploy_manifests_apply_in_one_command_and_pass_the_restricted_pod_secur
     assert applied.returncode == 0, applied.stderr
     again = iso.kubectl("apply", "-f", str(REPO / "deploy"))
     assert again.returncode == 0 and "created" not in again.stdout
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     stored = admin.get(KINDS["Deployment"], "image-clone", "image-clone-controller")
     assert stored["spec"]["replicas"] == 2
     args = stored["spec"]["template"]["spec"]["containers"][0]["args"]
     assert any(arg.startswith("--backupRegistry=") for arg in args)
     # The ReplicaSet controller could create the pods: the namespace enforces "restricted" Pod Security.
-    pods = eventually(lambda: admin.list(POD, "image-clone")[0], "controller pods created", timeout=60)
+    pods = wait_for(lambda: admin.list(POD, "image-clone")[0], "controller pods created", timeout=60)
     assert len(pods) >= 1
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(current RSS, peak RSS) of ``pid`` in KiB."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])
 
 
 def test_ten_thousand_workloads_fit_in_150_mb(iso, tmp_path):
     count = 10_000
     namespace = new_namespace(iso, "scale")
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     cronjob = KINDS["CronJob"]
     spec = {"containers": [{"name": "main", "image": iso.source_image(NGINX)}], "restartPolicy": "Never"}
 
@@ -146,13 +135,14 @@ def test_ten_thousand_workloads_fit_in_150_mb(iso, tmp_path):
                            args=["--workers=8"]) as process:
         started = time.monotonic()
         process.wait_leader_ready(timeout=120)
-        eventually(lambda: process.metric("imageclone_reconcile_total", kind="CronJob", result="rewritten") >= count,
-                   "every workload rewritten", timeout=600)
+        wait_for(lambda: process.metric("imageclone_reconcile_total", kind="CronJob", result="rewritten") >= count,
+                 "every workload rewritten", timeout=600)
         converged = time.monotonic() - started
         time.sleep(2)
-        current, peak = rss_kib(process.pid)
+        memory = resident_memory(process.pid)
         assert process.metric("imageclone_informer_objects", informer="CronJob") == count
+    current, peak = memory["VmRSS"] / 2**20, memory["VmHWM"] / 2**20
     record("10,000 CronJobs", {"created in (s)": round(created, 1), "all rewritten in (s)": round(converged, 1),
-                               "controller RSS now (MiB)": round(current / 1024, 1),
-                               "controller peak RSS (MiB)": round(peak / 1024, 1)})
-    assert peak <= 150 * 1024, f"peak RSS {peak / 1024:.0f} MiB"
+                               "controller RSS now (MiB)": round(current, 1),
+                               "controller peak RSS (MiB)": round(peak, 1)})
+    assert peak <= 150, f"peak RSS {peak:.0f} MiB"

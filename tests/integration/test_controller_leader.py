@@ -5,12 +5,13 @@ import signal
 import time
 import uuid
 
-from builders import eventually, manifest, pod_spec
-from test_controller_harness import admin_api, record, rewritten_to
+from builders import manifest, pod_spec
+from test_controller_harness import record, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess, backup_repository
+from lab.waiting import wait_for
 
 LEASE = Resource("Lease", "coordination.k8s.io/v1", "leases")
 LEASE_DURATION, RETRY_PERIOD = 15.0, 2.0
@@ -21,11 +22,11 @@ def wait_for_leader(processes, timeout=40.0):
         leaders = [p for p in processes if p.running() and p.leader()]
         return leaders[0] if len(leaders) == 1 else None
 
-    return eventually(probe, "exactly one leader", timeout)
+    return wait_for(probe, "exactly one leader", timeout)
 
 
 def test_only_the_leader_works_and_the_lease_moves_on_kill_and_on_sigterm(lab, namespace, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     repository = backup_repository(lab)
     lease_id = f"ctrl-{uuid.uuid4().hex[:6]}"
@@ -40,12 +41,12 @@ def test_only_the_leader_works_and_the_lease_moves_on_kill_and_on_sigterm(lab, n
         leader = wait_for_leader(processes)
         standby = second if leader is first else first
         leader.wait_leader_ready()
-        assert eventually(standby.ready, "the standby to report ready"), "a standby is ready (it waits, healthy)"
+        assert wait_for(standby.ready, "the standby to report ready"), "a standby is ready (it waits, healthy)"
         holder = admin.get(LEASE, namespace, lease_id)["spec"]["holderIdentity"]
         assert any(line.get("identity") == holder and line["msg"] == "became leader" for line in leader.log_lines())
 
         admin.create(deployment, namespace, manifest("Deployment", "one", pod_spec(lab, "Deployment")))
-        eventually(lambda: rewritten_to(repository, "Deployment", admin.get(deployment, namespace, "one")), "rewrite")
+        wait_for(lambda: rewritten_to(repository, "Deployment", admin.get(deployment, namespace, "one")), "rewrite")
         time.sleep(1)
         assert leader.metric("imageclone_kube_writes_total") >= 1
         assert standby.metric("imageclone_leader") == 0
@@ -60,13 +61,13 @@ def test_only_the_leader_works_and_the_lease_moves_on_kill_and_on_sigterm(lab, n
         kill_handover = time.monotonic() - killed_at
         assert kill_handover <= LEASE_DURATION + 3 * RETRY_PERIOD, kill_handover
         admin.create(deployment, namespace, manifest("Deployment", "two", pod_spec(lab, "Deployment")))
-        eventually(lambda: rewritten_to(repository, "Deployment", admin.get(deployment, namespace, "two")),
-                   "rewrite by the new leader")
+        wait_for(lambda: rewritten_to(repository, "Deployment", admin.get(deployment, namespace, "two")),
+                 "rewrite by the new leader")
 
         # SIGTERM: the leader stops working and releases the lease; a standby takes it at once.
         third = candidate("c")
         processes.append(third)
-        eventually(lambda: third.ready() and not third.leader(), "a third replica on standby")
+        wait_for(lambda: third.ready() and not third.leader(), "a third replica on standby")
         time.sleep(RETRY_PERIOD)  # it has looked at the lease at least once
         termed_at = time.monotonic()
         successor.send(signal.SIGTERM)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import eventually, manifest, pod_spec
-from test_controller_harness import REPO, admin_api, events_for, rewritten_to
+from builders import manifest, pod_spec
+from test_controller_harness import REPO, events_for, rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.waiting import wait_for
 
 DEPLOY = REPO / "deploy"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -104,18 +105,18 @@ def test_the_service_account_can_do_its_job_and_nothing_more(lab, kube, namespac
     assert not can_i(lab, namespace, "create", "leases.coordination.k8s.io", "-n", "default")
 
     kubeconfig = token_kubeconfig(lab, kube, namespace, tmp_path / "sa-kubeconfig")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "app", pod_spec(lab, "Deployment")))
     admin.create(KINDS["CronJob"], namespace, manifest("CronJob", "nightly", pod_spec(lab, "CronJob")))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                            lease_id="image-clone-controller", kubeconfig=kubeconfig) as process:
         process.wait_leader_ready()
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "app")),
-                   "the Deployment rewritten with the service account's token")
-        eventually(lambda: rewritten_to(process.repository, "CronJob",
-                                        admin.get(KINDS["CronJob"], namespace, "nightly")), "the CronJob rewritten")
-        eventually(lambda: any(e["reason"] == "Rewritten" for e in events_for(lab, namespace, "app")), "an Event")
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "app")),
+                 "the Deployment rewritten with the service account's token")
+        wait_for(lambda: rewritten_to(process.repository, "CronJob",
+                                      admin.get(KINDS["CronJob"], namespace, "nightly")), "the CronJob rewritten")
+        wait_for(lambda: any(e["reason"] == "Rewritten" for e in events_for(lab, namespace, "app")), "an Event")
         assert not [line for line in process.log_lines() if "Forbidden" in str(line) or "403" in str(line)]
 
     # The same token, used directly: the API server refuses what the role does not grant.
@@ -142,15 +143,15 @@ def test_the_optional_pull_secret_role_is_what_pull_secret_needs(lab, kube, name
     assert not can_i(lab, namespace, "list", "secrets", "-n", namespace)
 
     kubeconfig = token_kubeconfig(lab, kube, namespace, tmp_path / "sa-kubeconfig")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "app", pod_spec(lab, "Deployment")))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                            lease_id="image-clone-controller", kubeconfig=kubeconfig,
                            args=["--pullSecret=imageclone-backup-pull"]) as process:
         process.wait_leader_ready()
-        stored = eventually(lambda: (obj := admin.get(deployment, namespace, "app"))
-                            and rewritten_to(process.repository, "Deployment", obj) and obj, "rewrite")
+        stored = wait_for(lambda: (obj := admin.get(deployment, namespace, "app"))
+                          and rewritten_to(process.repository, "Deployment", obj) and obj, "rewrite")
     assert {"name": "imageclone-backup-pull"} in stored["spec"]["template"]["spec"]["imagePullSecrets"]
     secret = admin.get(SECRET, namespace, "imageclone-backup-pull")
     assert secret["type"] == "kubernetes.io/dockerconfigjson"

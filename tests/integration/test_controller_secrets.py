@@ -5,13 +5,14 @@ import base64
 from pathlib import Path
 
 import pytest
-from builders import POSTGRES, eventually, manifest, pod_spec
-from test_controller_harness import admin_api, rewritten_to
+from builders import POSTGRES, manifest, pod_spec
+from test_controller_harness import rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import Resource
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
+from lab.waiting import wait_for
 
 EVENT = Resource("Event", "v1", "events")
 
@@ -23,15 +24,15 @@ def leaks(secret: str, text: str) -> bool:
 
 def exercise(lab, namespace: str, process: ControllerProcess) -> str:
     """Converge one good and one broken workload (Events, warnings, retries); return everything visible."""
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     deployment = KINDS["Deployment"]
     admin.create(deployment, namespace, manifest("Deployment", "good", pod_spec(lab, "Deployment")))
     admin.create(deployment, namespace, manifest("Deployment", "broken", pod_spec(
         lab, "Deployment", main=POSTGRES, side="library/nginx:no-such-tag")))
     process.wait_leader_ready()
-    eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "good")),
-               "the good workload rewritten")
-    eventually(lambda: len({e["reason"] for e in admin.list(EVENT, namespace)[0]}) >= 2, "both Events")
+    wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(deployment, namespace, "good")),
+             "the good workload rewritten")
+    wait_for(lambda: len({e["reason"] for e in admin.list(EVENT, namespace)[0]}) >= 2, "both Events")
     events, _ = admin.list(EVENT, namespace)
     cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     _, metrics = process.get("/metrics")
@@ -58,10 +59,10 @@ def test_a_password_on_argv_works_but_warns_without_repeating_it(lab, namespace,
                            args=[f"--backupRegistryUser={BACKUP_USER}",
                                  f"--backupRegistryPassword={password}"]) as process:
         process.wait_leader_ready()
-        admin = admin_api(lab)
+        admin = lab.admin_api()
         admin.create(KINDS["Deployment"], namespace, manifest("Deployment", "good", pod_spec(lab, "Deployment")))
-        eventually(lambda: rewritten_to(process.repository, "Deployment",
-                                        admin.get(KINDS["Deployment"], namespace, "good")), "rewrite")
+        wait_for(lambda: rewritten_to(process.repository, "Deployment",
+                                      admin.get(KINDS["Deployment"], namespace, "good")), "rewrite")
     warnings = [line for line in process.log_lines() if line.get("level") == "warning"
                 and "command line" in line.get("msg", "")]
     assert len(warnings) == 1 and "IMAGECLONE_BACKUP_PASSWORD" in warnings[0]["msg"]

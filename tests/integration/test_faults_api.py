@@ -21,18 +21,17 @@ import pytest
 from builders import NGINX, POSTGRES, REDIS, manifest, pod_spec
 from faults_support import (
     Timer,
-    admin_api,
     backup_problems,
     etcd_compact,
     isolated_lab,
     new_namespace,
     simple_deployment,
-    until,
     workload_images,
 )
 
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 
@@ -55,13 +54,13 @@ def test_a_watch_expired_while_the_controller_was_frozen_misses_no_workload(iso,
     one rewritten again, the deleted one forgotten."""
     timer = Timer()
     namespace = new_namespace(iso, "expired")
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     for name in ("kept", "changed", "deleted"):
         admin.create(DEPLOYMENT, namespace, simple_deployment(name, {"main": iso.source_image(NGINX)}))
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
         prefix = controller.repository
         controller.wait_leader_ready()
-        until(lambda: all_on(prefix, workload_images(admin, namespace)), "the first three rewritten")
+        wait_for(lambda: all_on(prefix, workload_images(admin, namespace)), "the first three rewritten")
         timer.mark("three workloads rewritten")
 
         os.kill(controller.pid, signal.SIGSTOP)
@@ -70,7 +69,7 @@ def test_a_watch_expired_while_the_controller_was_frozen_misses_no_workload(iso,
             iso.daemons.stop("kube-apiserver", sig=signal.SIGKILL)  # its watch connections die with it
             etcd_compact(iso)
             iso.up()
-            admin = admin_api(iso)
+            admin = iso.admin_api()
             for name in ("new-a", "new-b"):
                 admin.create(DEPLOYMENT, namespace, simple_deployment(name, {"main": iso.source_image(REDIS)}))
             admin.create(KINDS["StatefulSet"], namespace,
@@ -85,12 +84,12 @@ def test_a_watch_expired_while_the_controller_was_frozen_misses_no_workload(iso,
         frozen = time.monotonic() - frozen_at
         timer.mark(f"thawed after {frozen:.1f}s (etcd compacted at {revision})")
 
-        until(lambda: all_on(prefix, workload_images(admin, namespace, ("Deployment", "StatefulSet", "CronJob"))),
-              "every workload created while the watch was expired rewritten", timeout=60)
-        changed = until(lambda: (images := workload_images(admin, namespace)["Deployment/changed"])
-                        and "postgres" in images[0] and images[0].startswith(prefix) and images,
-                        "the changed workload rewritten to its new image", timeout=30)
-        until(lambda: controller.metric("imageclone_informer_objects") == 6, "the deleted workload forgotten")
+        wait_for(lambda: all_on(prefix, workload_images(admin, namespace, ("Deployment", "StatefulSet", "CronJob"))),
+                 "every workload created while the watch was expired rewritten", timeout=60)
+        changed = wait_for(lambda: (images := workload_images(admin, namespace)["Deployment/changed"])
+                           and "postgres" in images[0] and images[0].startswith(prefix) and images,
+                           "the changed workload rewritten to its new image", timeout=30)
+        wait_for(lambda: controller.metric("imageclone_informer_objects") == 6, "the deleted workload forgotten")
         timer.mark("converged")
         assert "reconcile crashed" not in controller.log_text()
         terms = controller.metric("imageclone_leader_transitions_total")
@@ -122,22 +121,22 @@ def test_the_api_server_dying_between_backup_and_patch_is_retried_and_converges(
     timer = Timer()
     namespace = new_namespace(iso, "patch-outage")
     gate = gated_skopeo(tmp_path / "gate")
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     env = {"PATH": f"{gate}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     image = iso.source_image("acme/vanishing:1.0")
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace, env=env) as controller:
         controller.wait_leader_ready()
         admin.create(DEPLOYMENT, namespace, simple_deployment("app", {"main": image}))
-        until(lambda: (gate / "started").exists(), "the copy to start")
+        wait_for(lambda: (gate / "started").exists(), "the copy to start")
         iso.daemons.stop("kube-apiserver", sig=signal.SIGKILL)
         (gate / "go").touch()  # the copy completes and is verified; the patch finds no API server
-        until(lambda: controller.metric("imageclone_reconcile_failures_total", reason="api_error") >= 1,
-              "the patch to fail", timeout=30)
+        wait_for(lambda: controller.metric("imageclone_reconcile_failures_total", reason="api_error") >= 1,
+                 "the patch to fail", timeout=30)
         timer.mark("the patch failed with the API server down")
         iso.up()
-        admin = admin_api(iso)
-        until(lambda: all_on(controller.repository, workload_images(admin, namespace)),
-              "the retried patch", timeout=60)
+        admin = iso.admin_api()
+        wait_for(lambda: all_on(controller.repository, workload_images(admin, namespace)),
+                 "the retried patch", timeout=60)
         timer.mark("converged")
         retried = [line for line in controller.log_lines()
                    if line.get("msg") == "reconcile failed, retrying with backoff"]

@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
-import uuid
 from contextlib import redirect_stderr
-from pathlib import Path
 
 import pytest
-import yaml
 from builders import BUSYBOX, NAMESPACES, NGINX
-from faults_support import Timer, admin_api, events, simple_deployment, until, workload_images
+from faults_support import Timer, events, new_namespace, simple_deployment, workload_images
+from test_modules_lab import playbook
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
@@ -31,11 +27,10 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import Na
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome, plan_workload
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS, workload_from_object
-from lab.collection import collections_root
 from lab.controller_process import BINARY, ControllerProcess, controller_env
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
-BIN = Path(sys.executable).parent
 
 # name -> the bad image, and what the engine says about it. The API server accepts all of these.
 ACCEPTED_BAD_IMAGES = {
@@ -53,7 +48,7 @@ ACCEPTED_BAD_IMAGES = {
 
 def test_malformed_workloads_are_reported_and_skipped_while_the_controller_keeps_converging(lab, namespace, tmp_path):
     timer = Timer()
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     good = lab.source_image(NGINX)
     admin.create(DEPLOYMENT, namespace, simple_deployment("good-before", {"main": good}))
     for name, (image, _) in ACCEPTED_BAD_IMAGES.items():
@@ -63,17 +58,17 @@ def test_malformed_workloads_are_reported_and_skipped_while_the_controller_keeps
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
         prefix = controller.repository
         controller.wait_leader_ready()
-        until(lambda: controller.metric("imageclone_reconcile_total", result="blocked") >= len(ACCEPTED_BAD_IMAGES),
-              "every malformed workload reconciled", timeout=60)
+        wait_for(lambda: controller.metric("imageclone_reconcile_total", result="blocked") >= len(ACCEPTED_BAD_IMAGES),
+                 "every malformed workload reconciled", timeout=60)
         timer.mark("every malformed workload blocked")
         admin.create(DEPLOYMENT, namespace, simple_deployment("good-after", {"main": good}))
-        until(lambda: all(workload_images(admin, namespace)[f"Deployment/{name}"][0].startswith(prefix + ":")
-                          for name in ("good-before", "good-after")), "the good workloads rewritten")
+        wait_for(lambda: all(workload_images(admin, namespace)[f"Deployment/{name}"][0].startswith(prefix + ":")
+                             for name in ("good-before", "good-after")), "the good workloads rewritten")
         timer.mark("the good workloads rewritten, the one created after too")
-        warnings = until(lambda: (found := {e["involvedObject"]["name"]: e for e in events(admin, namespace)
-                                            if e["reason"] == "RewriteBlocked"})
-                         and len(found) == len(ACCEPTED_BAD_IMAGES) and found,
-                         "a RewriteBlocked event per malformed workload")
+        warnings = wait_for(lambda: (found := {e["involvedObject"]["name"]: e for e in events(admin, namespace)
+                                               if e["reason"] == "RewriteBlocked"})
+                            and len(found) == len(ACCEPTED_BAD_IMAGES) and found,
+                            "a RewriteBlocked event per malformed workload")
         assert controller.running() and controller.get("/healthz")[0] == 200
         assert controller.metric("imageclone_reconcile_failures_total", reason="internal_error") == 0
         # Blocked for bad input is final until the object changes: not retried.
@@ -103,7 +98,7 @@ def test_malformed_workloads_are_reported_and_skipped_while_the_controller_keeps
 ])
 def test_objects_the_api_server_refuses_are_blockers_for_the_engine(lab, namespace, label, body, refusal):
     with pytest.raises(KubeApiError) as refused:
-        admin_api(lab).create(DEPLOYMENT, namespace, body, dry_run=True)
+        lab.admin_api().create(DEPLOYMENT, namespace, body, dry_run=True)
     assert refused.value.invalid and refusal in str(refused.value)
 
     raw = {**body, "metadata": {**body["metadata"], "namespace": namespace, "resourceVersion": "1"}}
@@ -126,7 +121,7 @@ def test_duplicate_container_names_are_a_blocker_for_the_engine(lab, namespace):
     body = simple_deployment("dup", {"main": lab.source_image(NGINX)})
     body["spec"]["template"]["spec"]["containers"].append({"name": "main", "image": lab.source_image(BUSYBOX)})
     with pytest.raises(KubeApiError) as refused:
-        admin_api(lab).create(DEPLOYMENT, namespace, body, dry_run=True)
+        lab.admin_api().create(DEPLOYMENT, namespace, body, dry_run=True)
     assert "Duplicate value" in str(refused.value)
     workload = workload_from_object(DEPLOYMENT, {**body, "metadata": {**body["metadata"], "namespace": namespace}})
     outcomes = {image.image: BackupOutcome(image.image, None, "sha256:" + "a" * 64, "copied")
@@ -264,11 +259,8 @@ def module_results(lab, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("module-options")
     broken = workdir / "broken-auth.json"
     broken.write_text('{"auths": {"r.example": {"auth": "c2VjcmV0LXZhbHVlLTQy"}')
-    namespace = f"faults-options-{uuid.uuid4().hex[:6]}"
-    admin = admin_api(lab)
-    from faults_support import NAMESPACE
-
-    admin.create(NAMESPACE, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    namespace = new_namespace(lab, "faults-options")
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("web", {"main": lab.source_image(NGINX)}))
     substitutions = {"@BROKEN@": str(broken), "@KUBECONFIG@": str(lab.kubeconfig), "@NAMESPACE@": namespace}
 
@@ -277,19 +269,7 @@ def module_results(lab, tmp_path_factory):
         arguments = {"backup_registry": f"{lab.config.backup_registry}/faults/options",
                      **_substitute(options, substitutions)}
         tasks.append({"name": name, f"imageclone.backup.{module}": arguments, "ignore_errors": True})
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-             "vars": {"ansible_python_interpreter": sys.executable}, "tasks": tasks}]
-    (workdir / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "IMAGECLONE_BACKUP_", "K8S_AUTH"))},
-           "ANSIBLE_COLLECTIONS_PATH": str(collections_root()), "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-           "ANSIBLE_LOCALHOST_WARNING": "false", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
-    done = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "play.yml"], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=300)
-    try:
-        document = json.loads(done.stdout)
-    except ValueError:
-        raise AssertionError(f"ansible-playbook failed ({done.returncode}):\n{done.stdout}\n{done.stderr}") from None
-    yield {task["task"]["name"]: task["hosts"]["localhost"] for task in document["plays"][0]["tasks"]}
+    yield playbook(workdir, tasks)
     admin.delete(NAMESPACES, None, namespace)
 
 

@@ -20,18 +20,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from builders import NGINX, eventually
+from builders import NGINX
 from faults_support import (
     NAMESPACE,
     ProcessWatch,
-    admin_api,
     big_image,
     events,
     secret_forms,
     simple_deployment,
     small_images,
     wait_for_skopeo_copy,
-    wait_gone,
     workload_images,
 )
 from test_modules_lab import adhoc
@@ -43,14 +41,15 @@ from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import O
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
-from lab.processes import kill
+from lab.processes import kill, wait_gone
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 
 
 @pytest.fixture
 def api(lab) -> KubeApi:
-    return admin_api(lab)
+    return lab.admin_api()
 
 
 def deploy(api: KubeApi, namespace: str, **images: str) -> None:
@@ -189,9 +188,9 @@ def test_the_controller_blocks_a_workload_whose_nested_backup_name_is_too_long_w
                            args=["--naming=nested"]) as controller:
         controller.wait_leader_ready()
         deploy(api, namespace, long=long_image, good=lab.source_image(NGINX))
-        eventually(lambda: image_of(api, namespace, "good").startswith(f"{target}/"), "the good workload rewritten")
-        [event] = eventually(lambda: [e for e in events(api, namespace, "long") if e["reason"] == "RewriteBlocked"],
-                             "a RewriteBlocked Event for the workload")
+        wait_for(lambda: image_of(api, namespace, "good").startswith(f"{target}/"), "the good workload rewritten")
+        [event] = wait_for(lambda: [e for e in events(api, namespace, "long") if e["reason"] == "RewriteBlocked"],
+                           "a RewriteBlocked Event for the workload")
         assert event["type"] == "Warning" and long_image in event["message"] and "more than 255" in event["message"]
         assert controller.metric("imageclone_reconcile_total", result="blocked") >= 1
         assert controller.metric("imageclone_reconcile_failures_total", reason="internal_error") == 0
@@ -294,8 +293,8 @@ def test_workloads_of_a_terminating_namespace_are_skipped(lab, api, tmp_path):
     adhoc(tmp_path, "image_backup", {**backup, "images": [lab.source_image(NGINX)]})
     api.api_client.call_api(f"/api/v1/namespaces/{namespace}", "DELETE", _preload_content=False)
     try:
-        eventually(lambda: api.get(NAMESPACE, None, namespace).get("status", {}).get("phase") == "Terminating",
-                   "the namespace terminating")
+        wait_for(lambda: api.get(NAMESPACE, None, namespace).get("status", {}).get("phase") == "Terminating",
+                 "the namespace terminating")
         result = adhoc(tmp_path, "workload_rewrite", module_args(lab, backup, namespace))
         assert result["workloads"] == [] and result["changed"] is False, result
         assert {(s["kind"], s["name"], s["reason"]) for s in result["skipped_workloads"]

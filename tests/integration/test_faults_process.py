@@ -20,7 +20,6 @@ from faults_support import (
     AuthDirWatch,
     ProcessWatch,
     Timer,
-    admin_api,
     auth_file_problems,
     backup_problems,
     big_image,
@@ -32,9 +31,7 @@ from faults_support import (
     reports_by_name,
     secret_forms,
     simple_deployment,
-    until,
     wait_for_skopeo_copy,
-    wait_gone,
     workload_images,
 )
 
@@ -44,21 +41,20 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
-from lab.processes import kill
+from lab.processes import kill, wait_gone
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 
 
 def catch_half_done(log: AccessLog, repository_path: str, blobs: list[str], tag: str, timeout: float = 30.0) -> int:
     """Wait until a first blob of one image landed in ``repository_path`` while its manifest did not."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def first_blob_landed() -> int:
         landed = log.blobs_written(repository_path, blobs)
         assert log.manifests_written(repository_path, tag) == 0, "the copy finished before it could be interrupted"
-        if landed:
-            return landed
-        time.sleep(0.003)
-    raise AssertionError("no blob of the copy ever landed")
+        return landed
+
+    return wait_for(first_blob_landed, "a first blob of the copy to land", timeout, interval=0.003)
 
 
 @pytest.fixture
@@ -83,7 +79,7 @@ def test_skopeo_killed_mid_copy_blocks_the_workload_and_a_rerun_resumes_and_conv
     _home, tmp = private_home
     big = big_image(lab)
     timer.mark("big image in the source registry")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("big", {"main": big, "side": lab.source_image(BUSYBOX)}))
     admin.create(DEPLOYMENT, namespace, simple_deployment("small", {"main": lab.source_image(NGINX)}))
     repository = f"faults/skopeo-kill/{uuid.uuid4().hex[:10]}"
@@ -152,7 +148,7 @@ def killed_controller(lab, tmp_path_factory):
     tmp.mkdir(mode=0o700)
     env = {"HOME": str(home), "TMPDIR": str(tmp)}
     namespace = new_namespace(lab, "faults-ctrl-kill")
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     big = big_image(lab)
     admin.create(DEPLOYMENT, namespace, simple_deployment("big", {"main": big, "side": lab.source_image(BUSYBOX)}))
     password = lab.backup_password()
@@ -181,7 +177,7 @@ def killed_controller(lab, tmp_path_factory):
         second = ControllerProcess(lab, root, namespaces=[namespace], lease_namespace=namespace, env=env,
                                    repository=prefix, lease_id="faults-second", name="restarted")
         with ProcessWatch(lambda: [second.pid], secret_forms(password)) as second_watch, second:
-            observed["converged"] = until(
+            observed["converged"] = wait_for(
                 lambda: (obj := admin.get(DEPLOYMENT, namespace, "big"))
                 and all(c["image"].startswith(prefix + ":") for c in obj["spec"]["template"]["spec"]["containers"])
                 and obj, "the restarted controller to rewrite the workload", timeout=60)
@@ -241,8 +237,8 @@ def test_a_concurrent_writer_forces_conflicts_that_are_retried_and_its_fields_su
     """A second client patches an annotation and a label of the workload as fast as it can while the
     controller rewrites it: the controller's conditional patches meet 409s, re-read and retry; the
     other writer's fields (its last value) are intact and the rewrite lands."""
-    admin = admin_api(lab)
-    other = admin_api(lab, field_manager="other-writer")
+    admin = lab.admin_api()
+    other = lab.admin_api(field_manager="other-writer")
     body = simple_deployment("busy", {"main": lab.source_image(NGINX), "side": lab.source_image(REDIS)})
     body["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "prod"}]
     admin.create(DEPLOYMENT, namespace, body)
@@ -266,11 +262,11 @@ def test_a_concurrent_writer_forces_conflicts_that_are_retried_and_its_fields_su
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
         for writer in writers:
             writer.start()
-        until(lambda: len(written) > 20, "the other writer to get going")
+        wait_for(lambda: len(written) > 20, "the other writer to get going")
         controller.wait_leader_ready()
-        until(lambda: all(image.startswith(controller.repository + ":")
-                          for image in workload_images(admin, namespace)["Deployment/busy"]),
-              "the rewrite to land despite the other writer", timeout=60)
+        wait_for(lambda: all(image.startswith(controller.repository + ":")
+                             for image in workload_images(admin, namespace)["Deployment/busy"]),
+                 "the rewrite to land despite the other writer", timeout=60)
         time.sleep(0.3)
         stop.set()
         for writer in writers:

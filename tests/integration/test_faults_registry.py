@@ -24,7 +24,6 @@ from faults_support import (
     AuthDirWatch,
     ProcessWatch,
     Timer,
-    admin_api,
     auth_file_problems,
     backup_problems,
     engine_migration,
@@ -36,7 +35,6 @@ from faults_support import (
     secret_forms,
     simple_deployment,
     small_images,
-    until,
     workload_images,
 )
 
@@ -46,6 +44,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
 from lab.collection import collections_root
 from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 BIN = Path(sys.executable).parent
@@ -64,7 +63,7 @@ def crash(lab, component: str) -> None:
 
 
 def one_deployment_per_image(lab, namespace: str, images: list[str]) -> dict[str, str]:
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     names = {}
     for number, image in enumerate(images):
         names[f"app-{number:02d}"] = image
@@ -95,8 +94,8 @@ def test_backup_registry_crash_mid_engine_pass_rewrites_only_verified_images_and
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(migration.run)
         # Two copies landed and were verified (a HEAD answered 200 after the copy), then the crash.
-        until(lambda: log.count(repository, "HEAD", "/manifests/") >= 2, "the first copies to be verified",
-              interval=0.005)
+        wait_for(lambda: log.count(repository, "HEAD", "/manifests/") >= 2, "the first copies to be verified",
+                 interval=0.005)
         crash(iso, "registry-backup")
         timer.mark(f"backup registry crashed after {log.manifests_written(repository)} manifests")
         report = running.result(timeout=180)
@@ -107,7 +106,7 @@ def test_backup_registry_crash_mid_engine_pass_rewrites_only_verified_images_and
     assert rewritten and blocked, [(r.key, r.state, r.reason) for r in report.workloads]  # really mid-way
     assert all(iso.config.backup_registry in r.reason for r in blocked), [r.reason for r in blocked]
 
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     during = workload_images(admin, namespace)
     for name, group in during.items():
         on_backup = [image.startswith(prefix) for image in group]
@@ -130,7 +129,7 @@ def test_backup_registry_crash_mid_controller_run_rewrites_only_verified_images_
     timer = Timer()
     namespace = new_namespace(iso, "registry-crash-ctrl")
     images = small_images(iso, 10, size=8 * 1024 * 1024)
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     log = AccessLog(iso)
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                            args=["--workers=2"]) as controller:
@@ -138,12 +137,12 @@ def test_backup_registry_crash_mid_controller_run_rewrites_only_verified_images_
         repository = prefix.split("/", 1)[1]
         controller.wait_leader_ready()
         one_deployment_per_image(iso, namespace, images)
-        until(lambda: log.manifests_written(repository) >= 2, "the first copies to land", interval=0.005)
+        wait_for(lambda: log.manifests_written(repository) >= 2, "the first copies to land", interval=0.005)
         crash(iso, "registry-backup")
         timer.mark(f"backup registry crashed after {log.manifests_written(repository)} manifests")
         # Reconciles in flight ride out a short blip (HEAD and skopeo retries, ~7 s); wait until one gives up.
-        until(lambda: controller.metric("imageclone_reconcile_failures_total", reason="backup_failed") >= 1,
-              "a reconcile to fail on the outage", timeout=30)
+        wait_for(lambda: controller.metric("imageclone_reconcile_failures_total", reason="backup_failed") >= 1,
+                 "a reconcile to fail on the outage", timeout=30)
         during = workload_images(admin, namespace)
         rewritten = [name for name, group in during.items() if group[0].startswith(prefix)]
         timer.mark(f"{len(rewritten)} of {len(during)} rewritten while the registry is down")
@@ -151,8 +150,8 @@ def test_backup_registry_crash_mid_controller_run_rewrites_only_verified_images_
 
         iso.up()
         assert backup_problems(iso, all_images(during), prefix) == []
-        until(lambda: all(image.startswith(prefix + ":") for image in all_images(workload_images(admin, namespace))),
-              "the controller to converge once the registry is back", timeout=90)
+        wait_for(lambda: all(image.startswith(prefix + ":") for image in all_images(workload_images(admin, namespace))),
+                 "the controller to converge once the registry is back", timeout=90)
         timer.mark("converged")
         assert controller.running() and controller.get("/healthz")[0] == 200
     after = workload_images(admin, namespace)
@@ -197,8 +196,8 @@ def test_backup_registry_crash_mid_playbook_fails_the_run_leaks_no_secret_and_a_
             process = subprocess.Popen([*argv, *flags], stdout=stdout, stderr=stderr, env=env, cwd=tmp_path)
             with ProcessWatch(lambda: [process.pid], forms) as watch, AuthDirWatch(tmp) as authdirs:
                 if crash_after is not None:
-                    until(lambda: log.manifests_written(repository) >= crash_after, "the first copies to land",
-                          timeout=120, interval=0.005)
+                    wait_for(lambda: log.manifests_written(repository) >= crash_after, "the first copies to land",
+                             timeout=120, interval=0.005)
                     crash(iso, "registry-backup")
                     timer.mark(f"backup registry crashed after {log.manifests_written(repository)} manifests")
                 process.wait(timeout=300)
@@ -212,7 +211,7 @@ def test_backup_registry_crash_mid_playbook_fails_the_run_leaks_no_secret_and_a_
     assert leaked(failed.stdout + failed.stderr, forms) == []
     assert watch.copies() and watch.offenders == [], watch.offenders
     assert auth_file_problems(watch, authdirs) == []
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     assert not any(image.startswith(prefix) for image in all_images(workload_images(admin, namespace)))
 
     iso.up()
@@ -248,17 +247,17 @@ def test_source_registry_down_rewrites_nothing_and_reports_the_registry(iso, tmp
         assert source in workload.reason, workload.reason
 
     # The controller says the same in a Warning Event on each workload, and keeps retrying.
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace) as controller:
         controller.wait_leader_ready()
-        warned = until(lambda: [e for e in events(admin, namespace) if e["reason"] == "BackupFailed"],
-                       "a BackupFailed event", timeout=60)
+        warned = wait_for(lambda: [e for e in events(admin, namespace) if e["reason"] == "BackupFailed"],
+                          "a BackupFailed event", timeout=60)
         assert f"registry {source}" in warned[0]["message"], warned[0]["message"]
         assert controller.metric("imageclone_kube_writes_total") == 0
         iso.up()
-        until(lambda: all(image.startswith(controller.repository + ":")
-                          for image in all_images(workload_images(admin, namespace))),
-              "convergence once the source registry is back", timeout=60)
+        wait_for(lambda: all(image.startswith(controller.repository + ":")
+                             for image in all_images(workload_images(admin, namespace))),
+                 "convergence once the source registry is back", timeout=60)
 
 
 # -- a source tag deleted upstream after the backup (shared lab) --------------------------------------------
@@ -266,7 +265,7 @@ def test_source_registry_down_rewrites_nothing_and_reports_the_registry(iso, tmp
 
 def test_a_tag_deleted_upstream_keeps_working_from_the_backup_with_the_workloads_pull_secret(lab, namespace, tmp_path):
     image = small_images(lab, 1, prefix="faults/vanishing")[0]
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("app", {"main": image}))
     repository = f"faults/vanishing/{uuid.uuid4().hex[:10]}"
     first = engine_migration(lab, repository, [namespace], pull_secret_name="backup-pull").run()

@@ -19,14 +19,12 @@ from faults_support import (
     SECRET,
     AuthDirWatch,
     ProcessWatch,
-    admin_api,
     auth_file_problems,
     events,
     leaked,
     secret_forms,
     simple_deployment,
     small_images,
-    until,
     workload_images,
 )
 
@@ -34,6 +32,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret impor
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
 from lab.lab import BACKUP_USER
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 
@@ -49,7 +48,7 @@ def test_the_controller_never_exposes_the_password_while_it_copies(lab, namespac
     password = lab.backup_password()
     forms = secret_forms(password)
     home, tmp = private_dirs(tmp_path)
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     fresh = small_images(lab, 4, size=4 * 1024 * 1024)
     seeds = [lab.source_image(image) for image in (NGINX, REDIS, BUSYBOX, POSTGRES, JENKINS)]
     for number, image in enumerate(fresh + seeds):
@@ -62,11 +61,11 @@ def test_the_controller_never_exposes_the_password_while_it_copies(lab, namespac
     with ProcessWatch(lambda: [controller.pid] if controller.process else [], forms) as watch, \
             AuthDirWatch(tmp) as authdirs, controller:
         controller.wait_leader_ready()
-        until(lambda: len([group for group in workload_images(admin, namespace).values()
-                           if group[0].startswith(controller.repository)]) == len(fresh + seeds),
-              "every good workload rewritten", timeout=60)
-        until(lambda: {"Rewritten", "BackupFailed"} <= {e["reason"] for e in events(admin, namespace)},
-              "both kinds of Event")
+        wait_for(lambda: len([group for group in workload_images(admin, namespace).values()
+                              if group[0].startswith(controller.repository)]) == len(fresh + seeds),
+                 "every good workload rewritten", timeout=60)
+        wait_for(lambda: {"Rewritten", "BackupFailed"} <= {e["reason"] for e in events(admin, namespace)},
+                 "both kinds of Event")
         _, metrics = controller.get("/metrics")
     assert watch.scans > 10 and len(watch.copies()) >= len(fresh + seeds), (watch.scans, len(watch.copies()))
     assert watch.offenders == [], watch.offenders  # command lines of the tree, skopeo's environments
@@ -84,7 +83,7 @@ def test_a_refused_password_is_never_shown_either(lab, namespace, tmp_path):
     wrong = lab.backup_password() + "-wrong"
     forms = secret_forms(wrong)
     home, tmp = private_dirs(tmp_path)
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("app", {"main": lab.source_image(BUSYBOX)}))
     env = {"HOME": str(home), "TMPDIR": str(tmp), "IMAGECLONE_BACKUP_USERNAME": BACKUP_USER,
            "IMAGECLONE_BACKUP_PASSWORD": wrong}
@@ -92,9 +91,9 @@ def test_a_refused_password_is_never_shown_either(lab, namespace, tmp_path):
                                    authfile=False)
     with ProcessWatch(lambda: [controller.pid] if controller.process else [], forms) as watch, controller:
         controller.wait_leader_ready()
-        warned = until(lambda: [e for e in events(admin, namespace, "app") if e["reason"] == "BackupFailed"],
-                       "a BackupFailed event", timeout=60)
-        until(lambda: controller.metric("imageclone_reconcile_failures_total") >= 2, "a retry")
+        warned = wait_for(lambda: [e for e in events(admin, namespace, "app") if e["reason"] == "BackupFailed"],
+                          "a BackupFailed event", timeout=60)
+        wait_for(lambda: controller.metric("imageclone_reconcile_failures_total") >= 2, "a retry")
     assert "401" in warned[0]["message"] or "auth" in warned[0]["message"].lower(), warned[0]["message"]
     assert workload_images(admin, namespace)["Deployment/app"] == [lab.source_image(BUSYBOX)]
     assert watch.offenders == []

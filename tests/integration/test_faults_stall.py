@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import BUSYBOX, eventually, manifest, pod_spec
-from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy, wait_gone
-from test_controller_harness import admin_api, record, rewritten_to
+from builders import BUSYBOX, manifest, pod_spec
+from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy
+from test_controller_harness import record, rewritten_to
 from test_playbook_lab import run_playbook, variables
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, api_from_options
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess, backup_repository
+from lab.processes import wait_gone
 from lab.tcpproxy import PartitionableProxy
+from lab.waiting import wait_for
 
 DEPLOYMENT = KINDS["Deployment"]
 RENEW_DEADLINE, LEASE_DURATION, RETRY_PERIOD = 10.0, 15.0, 2.0
@@ -46,9 +48,9 @@ def kubeconfig_through(lab, proxy: PartitionableProxy, path: Path) -> Path:
 
 
 def identity_of(controller: ControllerProcess) -> str:
-    return eventually(lambda: next((line["identity"] for line in controller.log_lines()
-                                    if line.get("msg") == "image-clone controller starting"), None),
-                      "the controller's start-up line")
+    return wait_for(lambda: next((line["identity"] for line in controller.log_lines()
+                                  if line.get("msg") == "image-clone controller starting"), None),
+                    "the controller's start-up line")
 
 
 def timestamp(event: dict, field: str) -> float:
@@ -88,7 +90,7 @@ def test_a_stalled_api_server_fails_the_playbook_with_an_error_naming_it(lab, na
 # -- leader election --------------------------------------------------------------------------------------
 
 def test_a_partitioned_leader_stops_writing_before_a_standby_takes_over(lab, namespace, api_proxy, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     repository = backup_repository(lab)
     lease_id = f"stall-{uuid.uuid4().hex[:6]}"
 
@@ -100,26 +102,26 @@ def test_a_partitioned_leader_stops_writing_before_a_standby_takes_over(lab, nam
     partitioned.wait_leader_ready()
     standby = candidate("standby").start()
     try:
-        eventually(lambda: standby.ready() and not standby.leader(), "a ready standby")
+        wait_for(lambda: standby.ready() and not standby.leader(), "a ready standby")
         admin.create(DEPLOYMENT, namespace, manifest("Deployment", "before", pod_spec(lab, "Deployment")))
-        eventually(lambda: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, "before")),
-                   "the first leader's rewrite")
+        wait_for(lambda: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, "before")),
+                 "the first leader's rewrite")
         # Work in flight at the partition: a workload the leader is asked to rewrite as it is cut off.
         admin.create(DEPLOYMENT, namespace, manifest("Deployment", "during", pod_spec(lab, "Deployment")))
         api_proxy.partition()
         cut_at = time.monotonic()
-        eventually(lambda: partitioned.metric("imageclone_leader") == 0, "the partitioned leader to step down",
-                   timeout=RENEW_DEADLINE + 5)
+        wait_for(lambda: partitioned.metric("imageclone_leader") == 0, "the partitioned leader to step down",
+                 timeout=RENEW_DEADLINE + 5)
         stepped_down = time.monotonic() - cut_at
-        eventually(standby.leader, "the standby to take the lease", timeout=LEASE_DURATION + 4 * RETRY_PERIOD + 10)
+        wait_for(standby.leader, "the standby to take the lease", timeout=LEASE_DURATION + 4 * RETRY_PERIOD + 10)
         taken_over = time.monotonic() - cut_at
         assert stepped_down <= RENEW_DEADLINE + 1.5 < taken_over, (stepped_down, taken_over)
         assert not partitioned.ready(), "a replica that lost the lease and cannot reach it is not ready"
 
         admin.create(DEPLOYMENT, namespace, manifest("Deployment", "after", pod_spec(lab, "Deployment")))
         for name in ("during", "after"):
-            eventually(lambda name=name: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, name)),
-                       f"the new leader to rewrite {name}")
+            wait_for(lambda name=name: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, name)),
+                     f"the new leader to rewrite {name}")
         api_proxy.heal()
         time.sleep(3 * RETRY_PERIOD)  # the old leader reaches the API server again: it must stay a standby
         assert not partitioned.leader() and standby.leader()
@@ -151,8 +153,8 @@ def test_without_rbac_readiness_fails_and_the_error_is_logged_once(lab, namespac
     controller = ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                                    kubeconfig=lab.limited_kubeconfig, name="no-rbac").start()
     try:
-        status, body = eventually(lambda: (reply := controller.get("/readyz"))[0] == 503 and reply,
-                                  "readiness to fail")
+        status, body = wait_for(lambda: (reply := controller.get("/readyz"))[0] == 503 and reply,
+                                "readiness to fail")
         assert "Forbidden" in body and "lease" in body
         time.sleep(5 * RETRY_PERIOD)
         assert controller.get("/healthz")[0] == 200, "a restart cannot fix RBAC: liveness stays good"
@@ -171,7 +173,7 @@ def test_shutdown_kills_a_hung_copy_within_the_grace_period(lab, namespace, tmp_
     # A registry this slow (50 MB at 100 KB/s) keeps the copy running far longer than any grace period.
     with PartitionableProxy(("127.0.0.1", source_port), downstream_rate=100_000) as slow_registry:
         image = big.replace(lab.config.source_registry, slow_registry.address)
-        admin_api(lab).create(DEPLOYMENT, namespace, simple_deployment("slow", {"main": image}))
+        lab.admin_api().create(DEPLOYMENT, namespace, simple_deployment("slow", {"main": image}))
         controller = ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                                        name="hung-copy")
         with ProcessWatch(lambda: [controller.pid], []) as watch:
@@ -197,11 +199,11 @@ def test_a_second_signal_exits_at_once(lab, namespace, api_proxy, tmp_path):
                                                                                         tmp_path / "kubeconfig"),
                                    args=["--logLevel=debug"], name="impatient").start()
     controller.wait_leader_ready()
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("web", {"main": lab.source_image(BUSYBOX)}))
-    eventually(lambda: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, "web")), "rewrite")
-    eventually(lambda: any(line.get("level") == "debug" for line in controller.log_lines()),
-               "a debug line with --logLevel=debug")
+    wait_for(lambda: rewritten_to(repository, "Deployment", admin.get(DEPLOYMENT, namespace, "web")), "rewrite")
+    wait_for(lambda: any(line.get("level") == "debug" for line in controller.log_lines()),
+             "a debug line with --logLevel=debug")
     api_proxy.partition()  # releasing the lease now waits for the API server's timeouts
     controller.send(signal.SIGTERM)
     time.sleep(0.5)
@@ -217,14 +219,14 @@ def test_a_second_signal_exits_at_once(lab, namespace, api_proxy, tmp_path):
 # -- dry run ------------------------------------------------------------------------------------------------
 
 def test_dry_run_counts_nothing_as_done(lab, namespace, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     original = lab.source_image(BUSYBOX)
     admin.create(DEPLOYMENT, namespace, simple_deployment("web", {"main": original}))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                            args=["--dryRun"], name="dry-run") as controller:
         controller.wait_leader_ready()
-        eventually(lambda: controller.metric("imageclone_reconcile_total", result="would_rewrite") >= 1,
-                   "a reconcile that would rewrite")
+        wait_for(lambda: controller.metric("imageclone_reconcile_total", result="would_rewrite") >= 1,
+                 "a reconcile that would rewrite")
         assert controller.metric("imageclone_reconcile_total", result="rewritten") == 0
         assert controller.metric("imageclone_image_backups_total", state="would_copy") >= 1
         assert controller.metric("imageclone_image_backups_total", state="copied") == 0

@@ -11,7 +11,7 @@ from builders import NGINX, pod_spec
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
 from ansible_collections.imageclone.backup.plugins.module_utils.kinds import Kind, Resource
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import FIELD_MANAGER
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
@@ -29,8 +29,7 @@ CLUSTER_ROLE_BINDING = Resource("ClusterRoleBinding", "rbac.authorization.k8s.io
 
 
 @pytest.fixture
-def template(lab, namespace) -> str:
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+def template(lab, admin, namespace) -> str:
     body = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "tpl"},
             **POD_TEMPLATE.at_pod_spec(pod_spec(lab, "PodTemplate"))}
     admin.create(POD_TEMPLATE, namespace, body)
@@ -38,7 +37,7 @@ def template(lab, namespace) -> str:
 
 
 @pytest.fixture
-def role_for_the_new_kind(lab, namespace):
+def role_for_the_new_kind(admin, namespace):
     """The generated ClusterRole for the new kind alone, bound to a service account of ``namespace``."""
     role = cluster_role([POD_TEMPLATE])
     role["metadata"]["name"] = name = f"image-clone-kind-test-{uuid.uuid4().hex[:6]}"
@@ -47,7 +46,6 @@ def role_for_the_new_kind(lab, namespace):
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
                "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}]}
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": ACCOUNT}}
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
     admin.create(SERVICE_ACCOUNT, namespace, account)
     admin.create(CLUSTER_ROLE, None, role)
     admin.create(CLUSTER_ROLE_BINDING, None, binding)
@@ -61,7 +59,7 @@ def test_a_kind_described_in_a_test_is_discovered_backed_up_and_rewritten(lab, n
     store = CredentialStore.from_authfile(lab.backup_authfile)
     backups = BackupService(RegistryClient(store, certs_dir=lab.certs_dir), Skopeo(certs_dir=lab.certs_dir),
                             store, policy)
-    api = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    api = lab.admin_api(FIELD_MANAGER)
     engine = Migration(api, backups, Scope(kinds=(POD_TEMPLATE,), namespaces=(namespace,)))
 
     found = engine.discover()

@@ -5,7 +5,6 @@ import json
 import stat
 
 import pytest
-from builders import eventually
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -13,6 +12,7 @@ from lab.binaries import kubernetes_version
 from lab.images import DIGEST_REFERENCED, OCI_INDEX, RUNNABLE_SEEDS, RUNNABLE_VANISHING, SEED_IMAGES, VANISHING
 from lab.lab import COMPONENTS
 from lab.node import NODE_NAME, NODE_TAINT, PAUSE_REFERENCE
+from lab.waiting import wait_for
 
 
 def test_apiserver_reports_the_pinned_version(lab):
@@ -44,7 +44,7 @@ def test_rbac_is_enforced_for_the_limited_identity(lab, kube, namespace):
         subjects=[client.RbacV1Subject(kind="User", name="lab-limited", api_group="rbac.authorization.k8s.io")],
     ))
     # The authorizer learns of new bindings through a watch: allow it a moment.
-    eventually(lambda: _allowed(lambda: limited.list_namespaced_deployment(namespace)), "the new RoleBinding to apply")
+    wait_for(lambda: _allowed(lambda: limited.list_namespaced_deployment(namespace)), "the new RoleBinding to apply")
     with pytest.raises(ApiException) as refused:
         limited.delete_collection_namespaced_deployment(namespace)
     assert refused.value.status == 403
@@ -55,8 +55,8 @@ def test_rbac_is_enforced_for_the_limited_identity(lab, kube, namespace):
 def test_controller_manager_reconciles_deployments(lab, kube, namespace):
     deployment = _deployment("web", lab.source_image("library/nginx:1.27"))
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, deployment)
-    eventually(lambda: client.AppsV1Api(kube).list_namespaced_replica_set(namespace).items,
-                "a ReplicaSet owned by the Deployment")
+    wait_for(lambda: client.AppsV1Api(kube).list_namespaced_replica_set(namespace).items,
+              "a ReplicaSet owned by the Deployment")
 
 
 def test_source_registry_holds_the_seeded_images(lab):

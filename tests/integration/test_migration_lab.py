@@ -9,7 +9,7 @@ from builders import JENKINS, NGINX, POSTGRES, manifest, pod_spec
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import FIELD_MANAGER
 from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
@@ -18,6 +18,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
+from lab.workloads import pod_spec_of
 
 REWRITTEN_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "ReplicationController", "ReplicaSet", "Pod")
 
@@ -31,14 +32,14 @@ def migration(lab, policy, namespace, **settings) -> Migration:
     store = CredentialStore.from_authfile(lab.backup_authfile)
     backups = BackupService(RegistryClient(store, certs_dir=lab.certs_dir), Skopeo(certs_dir=lab.certs_dir),
                             store, policy, BackupSettings(**settings))
-    api = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    api = lab.admin_api(FIELD_MANAGER)
     return Migration(api, backups, Scope(namespaces=(namespace,)))
 
 
 @pytest.fixture
 def cluster(lab, namespace) -> str:
     """Every kind in one namespace, plus a Deployment whose sidecar image does not exist upstream."""
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    admin = lab.admin_api()
     for kind in (*REWRITTEN_KINDS, "Job"):
         admin.create(KINDS[kind], namespace, manifest(kind, kind.lower(), pod_spec(lab, kind)))
     broken = pod_spec(lab, "Deployment", main=POSTGRES, side="library/nginx:no-such-tag", init=JENKINS)
@@ -63,13 +64,10 @@ def test_first_pass_copies_and_rewrites_every_kind_second_pass_does_nothing(lab,
     images = first.summary()["images"]
     assert images["copied"] == 5 and images["missing"] == 1  # nginx redis busybox postgres jenkins; no-such-tag
 
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    admin = lab.admin_api()
     for kind in REWRITTEN_KINDS:
         obj = admin.get(KINDS[kind], cluster, kind.lower())
-        node = obj
-        for key in KINDS[kind].pod_spec_path:
-            node = node[key]
-        main = node["containers"][0]["image"]
+        main = pod_spec_of(kind, obj)["containers"][0]["image"]
         assert main.startswith(policy.target + ":") and main.endswith("@" + lab.config.seeds[NGINX])
         originals = json.loads(obj["metadata"]["annotations"][ORIGINAL_IMAGES])
         assert originals["containers"]["main"] == lab.source_image(NGINX)
@@ -93,7 +91,7 @@ def test_check_mode_changes_nothing(lab, policy, cluster):
     dry = migration(lab, policy, cluster, dry_run=True)
     report = dry.run()
     assert by_key(report)[f"{cluster}/deployment"].state == "rewritten"  # would be
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    admin = lab.admin_api()
     stored = admin.get(KINDS["Deployment"], cluster, "deployment")
     assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == lab.source_image(NGINX)
     assert all(r.method == "HEAD" for r in lab.registry_requests("registry-backup", policy.target_path)[mark:])
@@ -101,7 +99,7 @@ def test_check_mode_changes_nothing(lab, policy, cluster):
 
 def test_a_lost_backup_is_restored_from_the_recorded_original(lab, policy, cluster):
     migration(lab, policy, cluster).run()
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    admin = lab.admin_api()
     image = admin.get(KINDS["Deployment"], cluster, "deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
     backup = parse_reference(image)
     lab.skopeo("delete", f"--cert-dir={lab.certs_dir}", f"--authfile={lab.backup_authfile}",
@@ -120,7 +118,7 @@ def test_a_deleted_pull_secret_is_recreated_after_forget(lab, policy, namespace)
 
     options = BackupOptions.from_mapping({"backup_registry": policy.target, "backup_authfile": str(lab.backup_authfile),
                                           "certs_dir": str(lab.certs_dir)})
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    admin = lab.admin_api()
     for name in ("first", "second"):
         admin.create(KINDS["Deployment"], namespace, manifest("Deployment", name, pod_spec(lab, "Deployment")))
     engine = Migration.from_options({"kubeconfig": str(lab.kubeconfig)}, options, Scope(namespaces=(namespace,)),
@@ -137,7 +135,7 @@ def test_a_deleted_pull_secret_is_recreated_after_forget(lab, policy, namespace)
 
 
 def test_a_stale_copy_of_a_rewritten_workload_ends_unchanged_after_the_conflict(lab, policy, namespace):
-    admin = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    admin = lab.admin_api()
     admin.create(KINDS["Deployment"], namespace, manifest("Deployment", "web", pod_spec(lab, "Deployment")))
     engine = migration(lab, policy, namespace)
     [stale] = engine.discover().workloads

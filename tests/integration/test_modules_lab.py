@@ -14,11 +14,12 @@ import pytest
 import yaml
 from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
 from lab.lab import BACKUP_USER
+from lab.workloads import pod_spec_of
 
 BIN = Path(sys.executable).parent
 MISSING = "library/nginx:no-such-tag"
@@ -28,11 +29,6 @@ MISSING = "library/nginx:no-such-tag"
 def backup(lab) -> dict[str, Any]:
     """Backup options for the lab, into a repository of this test's own."""
     return lab.backup_options("modules")
-
-
-@pytest.fixture
-def admin(lab) -> KubeApi:
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
 
 
 @pytest.fixture
@@ -94,11 +90,8 @@ def playbook(cwd: Path, tasks: list[dict[str, Any]], *flags: str, json_output: b
     return {task["task"]["name"]: task["hosts"]["localhost"] for task in document["plays"][0]["tasks"]}
 
 
-def pod_spec_of(admin: KubeApi, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    node = admin.get(KINDS[kind], namespace, name)
-    for key in KINDS[kind].pod_spec_path:
-        node = node[key]
-    return node
+def stored_pod_spec(admin: KubeApi, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    return pod_spec_of(kind, admin.get(KINDS[kind], namespace, name))
 
 
 def annotations_of(admin: KubeApi, kind: str, namespace: str, name: str) -> dict[str, str]:
@@ -142,7 +135,7 @@ def test_verbose_and_diff_output_never_contain_the_backup_password(lab, backup, 
     for done in (checked, applied):
         assert done.returncode == 0 and "+++ after: Deployment/" in done.stdout, done.stdout
         outputs.append(done)
-    assert pod_spec_of(admin, "Deployment", namespace, "web")["imagePullSecrets"] == [{"name": "backup-pull"}]
+    assert stored_pod_spec(admin, "Deployment", namespace, "web")["imagePullSecrets"] == [{"name": "backup-pull"}]
 
     for done in outputs:
         for secret in secret_forms(lab):
@@ -175,19 +168,19 @@ def test_rewrite_check_apply_rerun_and_revert(lab, backup, namespace, create, ad
     for kind in ("StatefulSet", "DaemonSet", "CronJob"):
         create(kind, kind.lower())
     adhoc(tmp_path, "image_backup", {**backup, "images": [lab.source_image(i) for i in (NGINX, REDIS, BUSYBOX)]})
-    originals = {kind: pod_spec_of(admin, kind, namespace, kind.lower())
+    originals = {kind: stored_pod_spec(admin, kind, namespace, kind.lower())
                  for kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob")}
     args = {**backup, "kubeconfig": str(lab.kubeconfig), "namespaces": [namespace]}
 
     checked = adhoc(tmp_path, "workload_rewrite", args, "--check")
     assert checked["changed"] is True and checked["summary"]["rewritten"] == 4
     for kind, spec in originals.items():
-        assert pod_spec_of(admin, kind, namespace, kind.lower()) == spec, f"check mode wrote {kind}"
+        assert stored_pod_spec(admin, kind, namespace, kind.lower()) == spec, f"check mode wrote {kind}"
 
     applied = adhoc(tmp_path, "workload_rewrite", {**args, "wait": True, "wait_timeout": 120})
     assert applied["changed"] is True and applied["summary"]["rewritten"] == 4, applied
     for kind in originals:
-        containers = pod_spec_of(admin, kind, namespace, kind.lower())["containers"]
+        containers = stored_pod_spec(admin, kind, namespace, kind.lower())["containers"]
         assert all(c["image"].startswith(backup["backup_registry"] + ":") for c in containers)
         assert ORIGINAL_IMAGES in annotations_of(admin, kind, namespace, kind.lower())
 
@@ -197,7 +190,7 @@ def test_rewrite_check_apply_rerun_and_revert(lab, backup, namespace, create, ad
     reverted = adhoc(tmp_path, "workload_rewrite", {**args, "state": "reverted"})
     assert reverted["changed"] is True and reverted["summary"]["reverted"] == 4
     for kind, spec in originals.items():
-        assert pod_spec_of(admin, kind, namespace, kind.lower()) == spec, f"{kind} is not back to what it was"
+        assert stored_pod_spec(admin, kind, namespace, kind.lower()) == spec, f"{kind} is not back to what it was"
         assert ORIGINAL_IMAGES not in annotations_of(admin, kind, namespace, kind.lower())
 
 
@@ -206,7 +199,7 @@ def test_a_workload_with_a_missing_image_is_blocked_while_the_others_are_rewritt
     create("Deployment", "web")
     create("Deployment", "api", main=POSTGRES, init=JENKINS)
     create("Deployment", "broken", side=MISSING)
-    before = pod_spec_of(admin, "Deployment", namespace, "broken")
+    before = stored_pod_spec(admin, "Deployment", namespace, "broken")
     options = {**backup, "kubeconfig": str(lab.kubeconfig), "namespaces": [namespace]}
 
     results = playbook(tmp_path, [
@@ -225,4 +218,4 @@ def test_a_workload_with_a_missing_image_is_blocked_while_the_others_are_rewritt
     assert states["web"]["state"] == states["api"]["state"] == "rewritten"
     assert states["broken"]["state"] == "blocked" and "no-such-tag" in states["broken"]["reason"]
     assert results["rewrite"]["changed"] is True and not results["rewrite"].get("failed")
-    assert pod_spec_of(admin, "Deployment", namespace, "broken") == before
+    assert stored_pod_spec(admin, "Deployment", namespace, "broken") == before

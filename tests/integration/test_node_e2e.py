@@ -13,7 +13,7 @@ import uuid
 import pytest
 from test_playbook_lab import run_playbook, variables
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
@@ -66,7 +66,7 @@ class UpstreamImages:
 
 @pytest.fixture
 def api(lab) -> KubeApi:
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    return lab.admin_api()
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 from builders import JENKINS, POSTGRES, REDIS, manifest, pod_spec
+from faults_support import workload_images
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
 
@@ -56,20 +57,12 @@ def variables(lab, namespaces: list[str], repository: str, **more) -> dict:
 
 
 def images(api: KubeApi, namespace: str) -> dict[str, list[str]]:
-    found = {}
-    for kind in ("Deployment", "StatefulSet", "CronJob"):
-        for obj in api.list(KINDS[kind], namespace)[0]:
-            node = obj
-            for key in KINDS[kind].pod_spec_path:
-                node = node[key]
-            found[f"{kind}/{obj['metadata']['name']}"] = [c["image"] for c in
-                                                          node.get("initContainers", []) + node["containers"]]
-    return found
+    return workload_images(api, namespace, ("Deployment", "StatefulSet", "CronJob"))
 
 
 @pytest.fixture
 def api(lab) -> KubeApi:
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    return lab.admin_api()
 
 
 def populate(lab, api: KubeApi, namespace: str, broken: bool = True) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from builders import manifest, pod_spec
 
-from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.collection import collections_root
 from lab.node import node_pod_spec
@@ -38,14 +37,14 @@ def run(lab, playbook: str, tmp_path: Path, *extra: str) -> str:
 
 
 def rewritten(lab, namespace: str, repository: str) -> bool:
-    api = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
+    api = lab.admin_api()
     obj = api.get(KINDS["Deployment"], namespace, "web")
     return all(c["image"].startswith(repository + ":") for c in obj["spec"]["template"]["spec"]["containers"])
 
 
 def create_web(lab, namespace: str, runs: bool = False) -> None:
     """Deployment ``web``; with ``runs``, its pod really runs on the lab's node (a busybox image)."""
-    api = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    api = lab.admin_api()
     spec = (node_pod_spec([{"name": "main", "image": lab.source_image("runnable/sleeper:1.0")}]) if runs
             else pod_spec(lab, "Deployment"))
     api.create(KINDS["Deployment"], namespace, manifest("Deployment", "web", spec))

@@ -7,8 +7,6 @@ import re
 import secrets
 import ssl
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,8 +26,10 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
     RegistryError,
     RegistryUnavailable,
 )
+from lab.lab import http_status
 from lab.pki import CertificateAuthority
-from lab.processes import Daemons, free_port, wait_until
+from lab.processes import Daemons, free_port
+from lab.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # Other suites delete this seed on purpose (an upstream image that disappears).
@@ -225,10 +225,10 @@ def token_lab(lab, tmp_path_factory) -> Iterator[TokenLab]:
     daemons.start("registry-token", ["docker-registry", "serve", str(registry_config)])
     try:
         context = ssl.create_default_context(cafile=str(lab.ca_cert()))
-        wait_until(lambda: _status(f"https://127.0.0.1:{token_port}/token?service={service}", context) == 200,
-                   "token server", 30, daemons.log_file("token-server"))
-        wait_until(lambda: _status(f"https://127.0.0.1:{registry_port}/v2/", context) == 401,
-                   "token registry", 30, daemons.log_file("registry-token"))
+        wait_for(lambda: http_status(f"https://127.0.0.1:{token_port}/token?service={service}", context) == 200,
+                 "the token server to answer", 30, explain=lambda: daemons.log_tail("token-server"))
+        wait_for(lambda: http_status(f"https://127.0.0.1:{registry_port}/v2/", context) == 401,
+                 "the token registry to answer", 30, explain=lambda: daemons.log_tail("registry-token"))
         registry = f"127.0.0.1:{registry_port}"
         pusher = CredentialStore().with_credential(registry, Credential(user, password))
         # An on-disk auth file: lab.skopeo's child cannot see the engine's in-memory one.
@@ -244,14 +244,6 @@ def token_lab(lab, tmp_path_factory) -> Iterator[TokenLab]:
     finally:
         daemons.stop("registry-token")
         daemons.stop("token-server")
-
-
-def _status(url: str, context: ssl.SSLContext) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 def test_bearer_anonymous_pull_fetches_one_token_and_reuses_it(lab, token_lab):

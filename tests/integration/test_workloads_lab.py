@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, eventually, manifest, pod_spec
+from builders import BUSYBOX, JENKINS, NGINX, POSTGRES, REDIS, manifest, pod_spec
 from kubernetes import client
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import (
@@ -53,6 +53,8 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
     discover,
 )
 from lab.images import DIGEST_REFERENCED, VANISHING
+from lab.waiting import wait_for
+from lab.workloads import pod_spec_of
 
 # Fields the API server or controllers change on their own when a template changes.
 VOLATILE_ANNOTATIONS = ("deployment.kubernetes.io/revision", "deprecated.daemonset.template.generation")
@@ -66,13 +68,7 @@ CONFIGMAP = Resource("ConfigMap", "v1", "configmaps")
 @pytest.fixture
 def api(lab) -> KubeApi:
     """The engine's client, as the lab admin; its write counter starts at zero per test."""
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}))
-
-
-@pytest.fixture
-def admin(lab) -> KubeApi:
-    """A second admin client for test setup: its writes show neither in ``api.writes`` nor as image-clone's."""
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
+    return lab.admin_api(FIELD_MANAGER)
 
 
 @pytest.fixture
@@ -135,15 +131,8 @@ def replanner(policy: NamingPolicy, results: dict[str, BackupOutcome], **options
     return lambda workload: plan_workload(workload, policy, results, **options)
 
 
-def spec_of(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    node: Any = obj
-    for key in KINDS[kind].pod_spec_path:
-        node = node[key]
-    return node
-
-
 def stored_spec(api: KubeApi, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    return spec_of(kind, api.get(KINDS[kind], namespace, name))
+    return pod_spec_of(kind, api.get(KINDS[kind], namespace, name))
 
 
 def images_of(spec: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -170,7 +159,7 @@ def stable(obj: dict[str, Any]) -> dict[str, Any]:
 
 def with_images(kind: str, obj: dict[str, Any], images: dict[str, dict[str, str]]) -> dict[str, Any]:
     obj = copy.deepcopy(obj)
-    spec = spec_of(kind, obj)
+    spec = pod_spec_of(kind, obj)
     for section, by_name in images.items():
         for container in spec.get(section, []):
             container["image"] = by_name.get(container["name"], container["image"])
@@ -203,10 +192,10 @@ def test_each_kind_is_rewritten_pinned_then_reverted_exactly(lab, api, admin, po
         "initContainers": {"init": expected_backup(lab, policy, BUSYBOX)},
         "containers": {"main": expected_backup(lab, policy, NGINX), "side": expected_backup(lab, policy, REDIS)},
     }
-    originals = images_of(spec_of(kind, original))
+    originals = images_of(pod_spec_of(kind, original))
     assert result.diff() == {"before": originals, "after": pinned}
     stored = admin.get(KINDS[kind], namespace, "web")
-    assert images_of(spec_of(kind, stored)) == pinned
+    assert images_of(pod_spec_of(kind, stored)) == pinned
     assert json.loads(stored["metadata"]["annotations"][ORIGINAL_IMAGES]) == originals
     assert stable(stored) == stable(with_images(kind, original, pinned))
 
@@ -318,7 +307,7 @@ def test_replicasets_and_pods_owned_by_a_deployment_are_skipped(lab, api, admin,
         result = discover(api, kinds, [namespace])
         return result if {s.kind for s in result.skipped} == {"ReplicaSet", "Pod"} else None
 
-    result = eventually(owned_objects_exist, "the Deployment's ReplicaSet and Pod")
+    result = wait_for(owned_objects_exist, "the Deployment's ReplicaSet and Pod")
     assert [w.key for w in result.workloads] == [f"Deployment/{namespace}/web"]
     replicaset = next(s for s in result.skipped if s.kind == "ReplicaSet")
     assert replicaset.reason == "controlled by Deployment/web, which is handled instead"
@@ -600,7 +589,7 @@ def test_missing_objects_and_invalid_patches_are_typed(lab, api, admin, namespac
 
 
 def test_lists_are_paged_and_filtered(lab, admin, namespace):
-    paged = KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), page_size=2)
+    paged = lab.admin_api(page_size=2)
     for index in range(5):
         paged.create(CONFIGMAP, namespace, {"metadata": {"name": f"cm-{index}", "labels": {"batch": "one"}}})
     requests = []

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "integration"))  # builders.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # builders.py
 
 
 @dataclass
@@ -53,14 +53,6 @@ def backup_args(lab) -> dict[str, Any]:
 @pytest.fixture
 def connection_args(lab) -> dict[str, Any]:
     return {"kubeconfig": str(lab.kubeconfig)}
-
-
-@pytest.fixture
-def admin(lab):
-    """A raw API client as the lab's admin, for setting up and reading back workloads."""
-    from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, new_api_client
-
-    return KubeApi(new_api_client({"kubeconfig": str(lab.kubeconfig)}), field_manager="test-setup")
 
 
 @pytest.fixture
