@@ -29,6 +29,7 @@ REWRITTEN: Final = "Rewritten"
 BACKUP_FAILED: Final = "BackupFailed"
 REWRITE_BLOCKED: Final = "RewriteBlocked"
 REWRITE_FAILED: Final = "RewriteFailed"
+LEFT_TO_OWNER: Final = "LeftToOwner"
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class Reconciler:
                 log.info("lost backup restored", extra=fields(key=key, images=restored))
             log.debug("converged", extra=fields(key=key))
             return Result("unchanged")
+        if report.state is states.WorkloadState.OWNED:
+            # The owner recreates this object from its own spec: say what to configure there.
+            self._event(ref, NORMAL, LEFT_TO_OWNER, f"Backed up and verified; not rewritten: {report.reason}")
+            log.info("backed up, rewrite left to the owner", extra=fields(key=key, reason=report.reason))
+            return Result("owned", detail=report.reason)
         unverified = {image.image: outcomes[image.image] for image in workload.images
                       if image.image in outcomes and not outcomes[image.image].verified}
         if report.state is states.WorkloadState.BLOCKED and unverified:

@@ -17,7 +17,8 @@ options:
   _terms:
     description:
       - V(image) for the states of an image's backup, V(workload) for those of a workload,
-        V(pass) for those a migration pass reports for a workload (every workload state but V(reverted)).
+        V(pass) for those a migration pass reports for a workload (every workload state but V(reverted)),
+        V(trouble) for the workload states that leave a workload unprotected (V(blocked), V(failed)).
     required: true
     type: list
     elements: str
@@ -52,6 +53,7 @@ STATES = {
     "image": [state.value for state in ImageState],
     "workload": [state.value for state in WorkloadState],
     "pass": [state.value for state in PASS_WORKLOAD_STATES],
+    "trouble": [state.value for state in WorkloadState if state.trouble],
 }
 
 

@@ -19,6 +19,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.kube import Kube
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     BackupOutcome,
+    WorkloadPlan,
     images_to_back_up,
     plan_workload,
 )
@@ -203,6 +204,9 @@ class Migration:
         plan = replan(workload)
         if not plan.ready:
             return WorkloadReport(workload.key, WorkloadState.BLOCKED, "; ".join(plan.blockers), workload.managed_by)
+        if workload.left_to_owner and plan.changes:
+            return WorkloadReport(workload.key, WorkloadState.OWNED, _owner_reason(workload.left_to_owner, plan),
+                                  workload.managed_by)
         try:
             secret_name = self._pull_secret_for(workload) if plan.changes else None
             result = apply(self.api, plan, replan, pull_secret=secret_name, dry_run=self.dry_run)
@@ -268,6 +272,11 @@ class Migration:
         outcomes = self.back_up(found.workloads)
         reports = tuple(self.rewrite(workload, outcomes) for workload in found.workloads)
         return MigrationReport(reports, outcomes, found.skipped)
+
+
+def _owner_reason(owner: str, plan: WorkloadPlan) -> str:
+    wanted = "; ".join(f"{change.before} -> {change.after}" for change in plan.changes)
+    return f"owned by {owner}: backed up, rewrite left to the owner; configure {owner} to use {wanted}"
 
 
 def _recorded_original(backup: str, workloads: list[Workload]) -> ImageReference | None:

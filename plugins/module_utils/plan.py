@@ -152,7 +152,8 @@ def plan_workload(
             continue
         if image.section in REWRITABLE_SECTIONS and after != image.image:
             changes.append(ContainerChange(image.section, image.container, image.image, after))
-    if changes and workload.kind.template_immutable:
+    # An owner's rewrite reaches the template through the owner's own spec, which recreates the object.
+    if changes and workload.kind.template_immutable and not workload.left_to_owner:
         blockers.append(
             f"{workload.kind.name} pod templates are immutable: the images are backed up, "
             f"but {workload.key} must be recreated to use them"

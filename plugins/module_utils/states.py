@@ -35,6 +35,8 @@ class WorkloadState(StrEnum):
 
     REWRITTEN = "rewritten"
     UNCHANGED = "unchanged"
+    # Backed up, but another controller owns the pod template: the rewrite is its owner's to make.
+    OWNED = "owned"
     BLOCKED = "blocked"
     FAILED = "failed"
     REVERTED = "reverted"

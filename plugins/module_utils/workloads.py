@@ -107,6 +107,19 @@ class Workload:
         """``Kind/namespace/name``, how messages name this workload."""
         return f"{self.kind.name}/{self.namespace}/{self.name}"
 
+    @property
+    def handled_by_owner(self) -> bool:
+        """Its controller owner is a workload the engine rewrites (a Deployment's ReplicaSet, a
+        ReplicaSet's Pod): rewriting the owner is what changes this object, so it is left out."""
+        return self.owner is not None and self.kind.skipped_when_owned and _owner_kind(self.owner) in KINDS
+
+    @property
+    def left_to_owner(self) -> str | None:
+        """The controller owner whose own spec makes this workload, when the engine cannot rewrite that
+        owner (a Prometheus object's StatefulSet, an Argo Rollout's ReplicaSet, a Node's mirror Pod):
+        the images are backed up, and pointing the owner at them is the owner's configuration."""
+        return self.owner if self.owner and not self.handled_by_owner else None
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -216,7 +229,7 @@ def skip_reason(
         return reason
     if workload.annotations.get(SKIP_ANNOTATION, "").strip().lower() == "true":
         return f"opted out with annotation {SKIP_ANNOTATION}"
-    if workload.owner and workload.kind.skipped_when_owned:
+    if workload.handled_by_owner:
         return f"controlled by {workload.owner}, which is handled instead"
     if skip_gitops and workload.managed_by in GITOPS_MANAGERS:
         return f"managed by {workload.managed_by} (skip_gitops)"
@@ -328,6 +341,10 @@ def _pull_secrets(spec: Mapping[str, Any]) -> tuple[str, ...]:
     entries = spec.get("imagePullSecrets")
     names = (_mapping(entry).get("name") for entry in (entries if isinstance(entries, list) else ()))
     return tuple(name for name in names if isinstance(name, str) and name)
+
+
+def _owner_kind(owner: str) -> str:
+    return owner.split("/", 1)[0]
 
 
 def _controller_owner(references: Any) -> str | None:

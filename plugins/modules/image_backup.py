@@ -34,7 +34,14 @@ options:
   fail_on_missing:
     description:
       - Whether an image that exists neither in its source registry nor in the backup fails the task.
-      - Images that V(failed) (registry or copy errors) always fail the task.
+    type: bool
+    default: true
+  fail_on_error:
+    description:
+      - Whether an image that V(failed) (a registry or copy error) fails the task.
+      - Every image is tried either way; with V(false) the results list the failed ones and the task succeeds, so
+        that the workloads using the other images can still be rewritten (the migrate playbook does this, and
+        fails the run at the end, after doing everything else).
     type: bool
     default: true
 extends_documentation_fragment:
@@ -92,7 +99,7 @@ EXAMPLES = r"""
 
 - name: Show what is not backed up
   ansible.builtin.debug:
-    msg: "{{ backup.missing + backup.failed }}"
+    msg: "{{ backup.missing + backup.failed_images }}"
 """
 
 RETURN = r"""
@@ -193,6 +200,7 @@ def main():
         library="urllib3",
         images={"type": "list", "elements": "str", "required": True},
         fail_on_missing={"type": "bool", "default": True},
+        fail_on_error={"type": "bool", "default": True},
     )
 
     try:
@@ -204,7 +212,7 @@ def main():
 
     results = backup_results(outcomes)
     changed = bool(results["copied"])
-    failure = backup_failure(outcomes, module.params["fail_on_missing"])
+    failure = backup_failure(outcomes, module.params["fail_on_missing"], module.params["fail_on_error"])
     if failure:
         module.fail_json(msg=failure, changed=changed, **results)
     module.exit_json(changed=changed, **results)

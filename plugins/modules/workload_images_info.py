@@ -113,7 +113,9 @@ workloads:
       type: str
       sample: web
     managed_by:
-      description: V(argocd) or V(flux) when a GitOps controller manages the workload (it may revert a rewrite), V(helm) for a Helm release (a later upgrade writes the chart's images again), else V(null).
+      description:
+        - V(argocd) or V(flux) when a GitOps controller manages the workload (it may revert a rewrite).
+        - V(helm) for a Helm release (a later upgrade writes the chart's images again); else V(null).
       type: str
       sample: null
     problems:
@@ -193,6 +195,14 @@ workloads:
       type: list
       elements: str
       sample: ["containers 'app': image 'nginx:1.27' is not backed up (missing: ... is not backed up yet)"]
+    left_to_owner:
+      description:
+        - The controller owner (C(Kind/name)) whose own spec makes this workload, when image-clone cannot rewrite
+          that owner (a custom resource, such as a Prometheus object for its StatefulSet); else V(null).
+        - Such a workload's images are backed up like any other, but the rewrite is left to that owner's
+          configuration.
+      type: str
+      sample: Prometheus/k8s
 skipped_workloads:
   description:
     - What discovery left alone (a skipped namespace has kind C(Namespace)), and why.

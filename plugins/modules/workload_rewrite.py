@@ -181,13 +181,15 @@ workloads:
     state:
       description:
         - V(rewritten) or V(reverted) (written now, or in check mode would be), V(unchanged) (nothing to write),
+          V(owned) (its images are verified in the backup, but another controller owns it, for example a StatefulSet
+          of a Prometheus object; the reason names the owner to configure and the images to point it at),
           V(blocked) (an image is not verified in the backup, the workload cannot take the change, or, reverting, an
           original image no longer exists upstream), V(failed) (an API error, or a listed workload not found).
       type: str
-      choices: [rewritten, unchanged, blocked, failed, reverted]
+      choices: [rewritten, unchanged, owned, blocked, failed, reverted]
       sample: rewritten
     reason:
-      description: Why the workload is blocked or failed; else V(null).
+      description: Why the workload is owned, blocked or failed; else V(null).
       type: str
       sample: null
     managed_by:
@@ -247,7 +249,7 @@ summary:
   description: How many workloads ended in each state, and how many were skipped.
   returned: always
   type: dict
-  sample: {rewritten: 3, unchanged: 10, blocked: 1, failed: 0, reverted: 0, skipped: 4}
+  sample: {rewritten: 3, unchanged: 10, owned: 1, blocked: 1, failed: 0, reverted: 0, skipped: 4}
 images:
   description:
     - The verification of every image of the workloads (O(state=rewritten) only; empty with O(state=reverted)).

@@ -20,7 +20,7 @@ def run_demo() -> str:
 def test_demo_migrates_then_finds_nothing_to_do_and_the_controller_rewrites_a_new_deployment(lab):
     run_demo()  # the first run may find the namespace in any state; afterwards it is converged
     output = run_demo()
-    assert "workloads: 5 (rewritten 0, unchanged 5, blocked 0, failed 0)" in output
+    assert "workloads: 5 (rewritten 0, unchanged 5, owned 0, blocked 0, failed 0)" in output
     assert "WORKLOAD" in output and "daemonset/legacy-agent" in output
     assert "still pulls it from the backup" in output
     assert "Pods after the restart: every image pulled again, from the backup:" in output

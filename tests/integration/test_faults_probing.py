@@ -104,8 +104,9 @@ def test_the_playbook_restores_a_lost_backup_and_blocks_a_workload_whose_origina
         lose_backup(lab, backup)
     lab.delete_source_tag(doomed.split("/", 1)[1])  # upstream lost it too
 
-    rerun = run_playbook(lab, "migrate", extra)
+    rerun = run_playbook(lab, "migrate", extra, check=False)
 
+    assert rerun.returncode == 2, "the doomed workload is unprotected: the run ends failed, after the rest"
     assert recap(rerun.stdout)["changed"] >= 1, rerun.stdout[-3000:]
     assert resolves(lab, backups["kept"]), "the lost backup was not restored where the workload points"
     assert "restored 1" in rerun.stdout, rerun.stdout[-3000:]
@@ -173,7 +174,7 @@ def test_the_playbook_blocks_a_workload_whose_nested_backup_name_is_too_long_and
 
     done = run_playbook(lab, "migrate", extra, check=False)
 
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.returncode == 2, "the long one stays unprotected: the run ends failed, after the rest"
     assert image_of(api, namespace, "good").startswith(f"{target}/")
     assert image_of(api, namespace, "long") == long_image
     blocked = next(line for line in done.stdout.splitlines() if f"blocked: Deployment/{namespace}/long" in line)
@@ -279,7 +280,7 @@ def test_a_missing_kubeconfig_is_named_in_the_error(lab, tmp_path):
 def test_check_mode_says_what_would_be_copied_and_rewritten(lab, api, namespace):
     deploy(api, namespace, web=lab.source_image(NGINX))
     checked = run_playbook(lab, "migrate", variables(lab, [namespace], f"probing/{uuid.uuid4().hex[:8]}"), "--check")
-    assert "workloads: 1 (would rewrite 1, unchanged 0, blocked 0, failed 0)" in checked.stdout, checked.stdout
+    assert "workloads: 1 (would rewrite 1, unchanged 0, owned 0, blocked 0, failed 0)" in checked.stdout, checked.stdout
     assert "images: 1 (would copy 1, present 0, would restore 0, missing 0, failed 0)" in checked.stdout
 
 

@@ -183,7 +183,8 @@ def test_a_migrated_namespace_runs_from_the_backup_and_survives_the_upstream_del
     backup_repository = f"{lab.config.backup_registry}/{repository}"
     mark = len(lab.registry_requests("registry-source"))
     result = migrate(lab, [namespace], repository, imageclone_wait=True, imageclone_wait_timeout=TIMEOUT)
-    assert "workloads: 6 (rewritten 6, unchanged 0, blocked 0, failed 0)" in result.stdout, result.stdout[-3000:]
+    summary = "workloads: 6 (rewritten 6, unchanged 0, owned 0, blocked 0, failed 0)"
+    assert summary in result.stdout, result.stdout[-3000:]
 
     # imageclone_wait returned once every rollout was Ready: no further waiting for those.
     found = pods(lab, namespace)
@@ -276,7 +277,7 @@ def test_rollout_pacing_waits_for_ready_pods_and_a_batch_that_never_gets_ready_s
     # a's batch waited for its pod to be Ready; b's never was and stopped c's batch.
     assert "batch stopped: b: rollouts not complete after 25s" in output, output[-3000:]
     assert f"not attempted (an earlier batch failed): Deployment/{namespace}/c" in output, output[-3000:]
-    assert "workloads: 2 (rewritten 2, unchanged 0, blocked 0, failed 0)" in output, output[-3000:]
+    assert "workloads: 2 (rewritten 2, unchanged 0, owned 0, blocked 0, failed 0)" in output, output[-3000:]
     found = pods(lab, namespace)
     assert all_from_backup(backup_repository, {"Deployment/a"})([p for p in found if owner_of(p) == "Deployment/a"])
     images = {name: api.get(KINDS["Deployment"], namespace, name)["spec"]["template"]["spec"]["containers"][0]["image"]

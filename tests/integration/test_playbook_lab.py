@@ -81,22 +81,25 @@ def test_check_mode_then_converge_then_nothing_then_revert(lab, api, namespace):
     repository = f"playbook/{uuid.uuid4().hex[:8]}"
     extra = variables(lab, [namespace], repository, imageclone_batch_size=2)
 
-    checked = run_playbook(lab, "migrate", extra, "--check", "--diff")
+    checked = run_playbook(lab, "migrate", extra, "--check", "--diff", check=False)
+    assert checked.returncode == 2, "the broken workload would stay unprotected: the run says so by failing"
     assert images(api, namespace) == before, "check mode changed a workload"
     assert all(r.method == "HEAD" for r in lab.registry_requests("registry-backup", repository))
-    assert "workloads: 4 (would rewrite 3, unchanged 0, blocked 1, failed 0)" in checked.stdout, checked.stdout[-3000:]
+    summary = "workloads: 4 (would rewrite 3, unchanged 0, owned 0, blocked 1, failed 0)"
+    assert summary in checked.stdout, checked.stdout[-3000:]
 
-    first = run_playbook(lab, "migrate", extra)
+    first = run_playbook(lab, "migrate", extra, check=False)
+    assert first.returncode == 2
     after = images(api, namespace)
     for key in ("Deployment/web", "StatefulSet/db", "CronJob/ci"):
         assert all(image.startswith(extra["imageclone_backup_registry"] + ":") and "@sha256:" in image
                    for image in after[key]), (key, after[key])
     assert after["Deployment/broken"] == before["Deployment/broken"]
     assert "gone-upstream" in first.stdout and "blocked" in first.stdout
-    assert "workloads: 4 (rewritten 3, unchanged 0, blocked 1, failed 0)" in first.stdout
+    assert "workloads: 4 (rewritten 3, unchanged 0, owned 0, blocked 1, failed 0)" in first.stdout
 
-    second = run_playbook(lab, "migrate", extra)
-    assert recap(second.stdout)["changed"] == 0, second.stdout[-3000:]
+    second = run_playbook(lab, "migrate", extra, check=False)
+    assert second.returncode == 2 and recap(second.stdout)["changed"] == 0, second.stdout[-3000:]
     assert images(api, namespace) == after
 
     run_playbook(lab, "revert", extra)
@@ -142,3 +145,44 @@ def test_a_fleet_copies_shared_images_once(lab, api, kube, namespace):
         assert puts and max(puts.values()) == 1, puts  # every manifest written once for both clusters
     finally:
         client.CoreV1Api(kube).delete_namespace(other)
+
+
+# Nothing listens on port 1 of the loopback: the registry of this image cannot be reached at all.
+UNREACHABLE = "127.0.0.1:1/team/private-app:2.0"
+
+
+def populate_with_an_unreachable_image(lab, api: KubeApi, namespace: str) -> dict[str, list[str]]:
+    """Three good workloads and Deployment "private" whose sidecar cannot be reached; their images before."""
+    populate(lab, api, namespace, broken=False)
+    spec = pod_spec(lab, "Deployment")
+    spec["containers"][1]["image"] = UNREACHABLE
+    api.create(KINDS["Deployment"], namespace, manifest("Deployment", "private", spec))
+    return images(api, namespace)
+
+
+def test_one_unreachable_image_blocks_only_its_workload_and_the_run_fails_at_the_end(lab, api, namespace):
+    before = populate_with_an_unreachable_image(lab, api, namespace)
+    extra = variables(lab, [namespace], f"partial/{uuid.uuid4().hex[:8]}")
+
+    result = run_playbook(lab, "migrate", extra, check=False)
+
+    assert result.returncode == 2, result.stdout[-3000:]
+    after = images(api, namespace)
+    for key in ("Deployment/web", "StatefulSet/db", "CronJob/ci"):
+        assert after[key] != before[key] and all("@sha256:" in image for image in after[key]), key
+    assert after["Deployment/private"] == before["Deployment/private"]
+    assert "workloads: 4 (rewritten 3, unchanged 0, owned 0, blocked 1, failed 0)" in result.stdout
+    blocked = [line for line in result.stdout.splitlines() if line.strip().strip('",').startswith("blocked:")]
+    assert len(blocked) == 1 and f"Deployment/{namespace}/private" in blocked[0] and UNREACHABLE in blocked[0]
+    assert "1 workload(s) not rewritten, still pulling from upstream" in result.stdout
+    assert f"Deployment/{namespace}/private" in result.stdout.split("not rewritten, still pulling")[-1]
+
+
+def test_stop_on_failure_keeps_stopping_before_any_rewrite(lab, api, namespace):
+    before = populate_with_an_unreachable_image(lab, api, namespace)
+    extra = variables(lab, [namespace], f"partial/{uuid.uuid4().hex[:8]}", imageclone_stop_on_failure=True)
+
+    result = run_playbook(lab, "migrate", extra, check=False)
+
+    assert result.returncode == 2 and UNREACHABLE in result.stdout, result.stdout[-3000:]
+    assert images(api, namespace) == before, "nothing is rewritten when the run stops at the first failure"

@@ -253,3 +253,14 @@ def test_images_to_back_up_are_unique_and_skip_backups():
     wanted = images_to_back_up([first, second], POLICY)
     assert list(wanted) == ["nginx:1.27", "redis:7.2", "docker.io/library/nginx:1.27"]
     assert wanted["docker.io/library/nginx:1.27"] == wanted["nginx:1.27"]
+
+
+def test_an_owned_jobs_plan_is_not_blocked_by_its_immutable_template():
+    """Its owner recreates the Job from its own spec; the plan only says what the owner should point at."""
+    spec = {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}
+    owners = [{"kind": "Workflow", "name": "nightly", "controller": True}]
+    owned = workload_from_object(KINDS["Job"], {"metadata": {"name": "j", "ownerReferences": owners}, "spec": spec})
+    plain = workload_from_object(KINDS["Job"], {"metadata": {"name": "j"}, "spec": spec})
+    backed_up = outcomes(verified("nginx:1.27"))
+    assert plan_workload(owned, POLICY, backed_up).ready and plan_workload(owned, POLICY, backed_up).changes
+    assert "immutable" in " ".join(plan_workload(plain, POLICY, backed_up).blockers)

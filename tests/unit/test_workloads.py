@@ -215,12 +215,9 @@ def test_a_missing_pod_spec_is_a_problem():
             "Pod",
             "controlled by ReplicaSet/web-1, which is handled instead",
         ),
-        (
-            manifest("Pod", owners=[owner("Node", "node-1")]),
-            "Pod",
-            "controlled by Node/node-1, which is handled instead",
-        ),
-        # An operator-owned Deployment is reported with its owner but still processed.
+        # Owners the engine does not rewrite: the workload is processed (backed up), its rewrite left to them.
+        (manifest("Pod", owners=[owner("Node", "node-1")]), "Pod", None),
+        (manifest("ReplicaSet", owners=[owner("Rollout", "web")]), "ReplicaSet", None),
         (manifest("Deployment", owners=[owner("Database", "db")]), "Deployment", None),
         (manifest("ReplicaSet", owners=[owner("Deployment", "web", controller=False)]), "ReplicaSet", None),
         (manifest(labels={"kustomize.toolkit.fluxcd.io/name": "apps"}), "Deployment", None),
@@ -339,3 +336,17 @@ def test_the_gitops_page_lists_exactly_the_markers_read():
     assert set(rows) == set(markers)
     for manager, read in markers.items():
         assert sorted(re.findall(r"`([^`]+)`", rows[manager])) == sorted(read), manager
+
+
+@pytest.mark.parametrize("kind, owners, left_to", [
+    ("StatefulSet", [owner("Prometheus", "k8s")], "Prometheus/k8s"),
+    ("ReplicaSet", [owner("Rollout", "web")], "Rollout/web"),
+    ("Pod", [owner("Node", "node-1")], "Node/node-1"),
+    ("Job", [owner("Workflow", "nightly")], "Workflow/nightly"),
+    ("ReplicaSet", [owner("Deployment", "web")], None),  # skipped: its Deployment is rewritten instead
+    ("Deployment", [owner("Database", "db", controller=False)], None),  # not a controller: no owner at all
+    ("Deployment", [], None),
+])
+def test_a_workload_whose_owner_the_engine_cannot_rewrite_is_left_to_that_owner(kind, owners, left_to):
+    assert workload_from_object(KINDS[kind], manifest(kind, owners=owners)).left_to_owner == left_to
+

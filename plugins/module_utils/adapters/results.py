@@ -59,9 +59,12 @@ def backup_results(outcomes: Mapping[str, BackupOutcome]) -> dict[str, Any]:
     return results
 
 
-def backup_failure(outcomes: Mapping[str, BackupOutcome], fail_on_missing: bool) -> str | None:
-    """Why a backup run failed (every failed image, and missing ones with ``fail_on_missing``), or None."""
-    failing = (ImageState.FAILED, ImageState.MISSING) if fail_on_missing else (ImageState.FAILED,)
+def backup_failure(outcomes: Mapping[str, BackupOutcome], fail_on_missing: bool, fail_on_error: bool = True
+                   ) -> str | None:
+    """Why a backup run failed (failed images with ``fail_on_error``, missing ones with ``fail_on_missing``),
+    or None."""
+    failing = {state for state, wanted in ((ImageState.FAILED, fail_on_error), (ImageState.MISSING, fail_on_missing))
+               if wanted}
     bad = [result for result in outcomes.values() if result.state in failing]
     if not bad:
         return None
@@ -98,6 +101,7 @@ def workload_images(
         "rewrite": [change(item) for item in plan.changes],
         "ready": plan.ready,
         "blockers": list(plan.blockers),
+        "left_to_owner": workload.left_to_owner,
     }
 
 

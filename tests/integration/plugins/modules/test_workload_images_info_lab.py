@@ -37,9 +37,9 @@ def test_lists_workloads_with_image_states_and_rewrites(run_module, lab, namespa
 
     web = workloads[f"Deployment/{namespace}/web"]
     assert set(web) == {"key", "kind", "namespace", "name", "managed_by", "problems", "images", "rewrite", "ready",
-                        "blockers"}
-    assert (web["kind"], web["namespace"], web["name"], web["ready"], web["blockers"]) == (
-        "Deployment", namespace, "web", True, [])
+                        "blockers", "left_to_owner"}
+    assert (web["kind"], web["namespace"], web["name"], web["ready"], web["blockers"], web["left_to_owner"]) == (
+        "Deployment", namespace, "web", True, [], None)
     main = next(image for image in web["images"] if image["container"] == "main")
     digest = lab.config.seeds[NGINX]
     assert main == {"section": "containers", "container": "main", "image": lab.source_image(NGINX),

@@ -102,8 +102,8 @@ def test_rewrites_all_verified_workloads_then_has_nothing_to_do(run_module, lab,
     stored = images_of(admin, "Deployment", namespace, "web")
     assert stored["containers/main"] == backed_up[lab.source_image(NGINX)]
     assert json.loads(stored["annotation"])["containers"]["main"] == lab.source_image(NGINX)
-    assert run.result["summary"] == {"rewritten": 2, "unchanged": 0, "blocked": 0, "failed": 0, "reverted": 0,
-                                     "skipped": len(run.result["skipped_workloads"])}
+    assert run.result["summary"] == {"rewritten": 2, "unchanged": 0, "owned": 0, "blocked": 0, "failed": 0,
+                                     "reverted": 0, "skipped": len(run.result["skipped_workloads"])}
     assert len(run.result["diff"]) == 2
     assert {image["state"] for image in run.result["images"]} == {"present"}
 
