@@ -40,10 +40,15 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 BACKUP_USER = "imageclone"
+# Names that only the lab's forward proxy resolves (lab/forward_proxy.py): a client that reached a
+# component by one of them went through the proxy. The components' certificates carry them.
+PROXIED_NAMES = {"kube-apiserver": "kube.lab.test", "registry-source": "source.lab.test",
+                 "registry-backup": "backup.lab.test"}
 APISERVER_HOSTS = (
     "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-    "kubernetes.default.svc.cluster.local", "10.96.0.1",
+    "kubernetes.default.svc.cluster.local", "10.96.0.1", PROXIED_NAMES["kube-apiserver"],
 )
+REGISTRY_HOSTS = ("127.0.0.1", "localhost", PROXIED_NAMES["registry-source"], PROXIED_NAMES["registry-backup"])
 # The API server's audit log keeps the writes of clients (tests, the product), never those of the
 # lab's own components, so a test can tell from the server's side who wrote what, and when.
 AUDIT_POLICY = {
@@ -89,6 +94,10 @@ class LabConfig:
     @property
     def apiserver_url(self) -> str:
         return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+    def proxied_address(self, component: str) -> str:
+        """``name:port`` of a component by its name in ``PROXIED_NAMES``, which only the forward proxy resolves."""
+        return f"{PROXIED_NAMES[component]}:{self.ports[component]}"
 
 
 class Lab:
@@ -213,7 +222,7 @@ class Lab:
         shutil.copyfile(ca.cert_path, self.certs_dir / "ca.crt")
         return {
             "apiserver": ca.issue("apiserver", "kube-apiserver", hosts=APISERVER_HOSTS),
-            "registry": ca.issue("registry", "lab-registry", hosts=("127.0.0.1", "localhost")),
+            "registry": ca.issue("registry", "lab-registry", hosts=REGISTRY_HOSTS),
             "admin": ca.issue("admin", "lab-admin", organization="system:masters", client=True),
             "limited": ca.issue("limited", "lab-limited", client=True),
             "controller-manager": ca.issue("controller-manager", "system:kube-controller-manager", client=True),

@@ -79,9 +79,11 @@ options:
     aliases: [key_file]
   proxy:
     description:
-      - The URL of an HTTP proxy for the API server connection.
-      - If not set, the E(K8S_AUTH_PROXY) environment variable is used. E(HTTPS_PROXY) and the
-        like are not read for the API server.
+      - The URL of an HTTP proxy for the API server connection, used whatever E(NO_PROXY) says; a
+        C(user:password@) in it is sent as C(Proxy-Authorization).
+      - If not set, the E(K8S_AUTH_PROXY) environment variable is used. Without either, the API server
+        connection follows E(HTTPS_PROXY) and E(NO_PROXY) by the rule every connection of image-clone
+        follows (docs/proxies.md).
     type: str
   api_connect_timeout:
     description:

@@ -10,6 +10,7 @@ optional auth file for private source registries.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
     PullSecret,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
+from ansible_collections.imageclone.backup.plugins.module_utils.proxies import ProxyEnvironment
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 
@@ -95,10 +97,12 @@ def backup_service(
     store = options.credentials()
     certs_dir = Path(options.certs_dir) if options.certs_dir else None
     insecure = frozenset(options.insecure_registries)
+    # Read once for both, so the engine's requests and skopeo's copies never see different variables.
+    proxies = ProxyEnvironment.from_environ(os.environ)
     registry = RegistryClient(store, certs_dir=certs_dir, insecure_registries=insecure,
-                              user_agent=DEFAULT_USER_AGENT, pool_size=max(16, options.parallel * 2))
+                              user_agent=DEFAULT_USER_AGENT, pool_size=max(16, options.parallel * 2), proxies=proxies)
     skopeo = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
-                    timeout=float(options.copy_timeout))
+                    timeout=float(options.copy_timeout), proxies=proxies)
     settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
                               dry_run=dry_run, copy=copy, restore=restore)
     return BackupService(registry, skopeo, store, options.policy, settings)

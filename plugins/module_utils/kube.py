@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import basic_token
 from ansible_collections.imageclone.backup.plugins.module_utils.kinds import Resource
+from ansible_collections.imageclone.backup.plugins.module_utils.proxies import Proxy, ProxyEnvironment
 
 try:
     import urllib3
@@ -68,7 +69,6 @@ _CONFIGURATION_ATTRIBUTES: Final = {
     "ca_cert": "ssl_ca_cert",
     "client_cert": "cert_file",
     "client_key": "key_file",
-    "proxy": "proxy",
 }
 _FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
 # Server messages can be huge (a 422 on an immutable field dumps the whole
@@ -260,8 +260,10 @@ def new_api_client(
     is used as is. Otherwise ``kubeconfig`` (a path or a dict) and ``context``
     are loaded when given; with neither, the in-cluster service account is used
     when running in a pod, else the default kubeconfig. Explicit options then
-    override what was loaded. Never touches the client library's global default
-    configuration. Raises ``KubeConfigError``.
+    override what was loaded. The API server is reached through ``proxy`` when
+    given, else through the proxy ``HTTPS_PROXY``/``NO_PROXY`` name for its URL
+    (see ``proxies``), else direct. Never touches the client library's global
+    default configuration. Raises ``KubeConfigError``.
     """
     if KUBERNETES_IMPORT_ERROR is not None:
         raise KubeConfigError(f"the kubernetes Python client cannot be imported: {KUBERNETES_IMPORT_ERROR}")
@@ -277,6 +279,7 @@ def new_api_client(
         source = f" from {path}" if isinstance(path, (str, os.PathLike)) else ""
         raise KubeConfigError(f"could not load the Kubernetes configuration{source}: {error}") from None
     _override(configuration, auth)
+    _route(configuration, auth.get("proxy"), os.environ if environ is None else environ)
     # urllib3 retries a GET once after a read error (a pooled keep-alive connection the server
     # closed fails that way), never a write; so a stalled API server fails a GET after at most
     # twice the read timeout and a write after one.
@@ -342,6 +345,20 @@ def _override(configuration: k8s_client.Configuration, auth: Mapping[str, Any]) 
     elif auth.get("username") and auth.get("password"):
         configuration.api_key = {"authorization": f"Basic {basic_token(auth['username'], auth['password'])}"}
         configuration.api_key_prefix = {}
+
+
+def _route(configuration: k8s_client.Configuration, explicit: str | None, environ: Mapping[str, str]) -> None:
+    """Set the client's proxy by the one rule. Left alone, the client takes ``HTTP_PROXY`` over
+    ``HTTPS_PROXY`` for an https server and forgets ``NO_PROXY``; and it never sends a proxy URL's
+    credentials, which therefore go in ``Proxy-Authorization`` and never in ``configuration.proxy``."""
+    host = str(configuration.host)
+    try:
+        proxy = Proxy.parse(explicit) if explicit else ProxyEnvironment.from_environ(environ).proxy_for(host)
+    except ValueError as error:
+        raise KubeConfigError(f"no proxy for the API server {host}: {error}") from None
+    configuration.proxy = proxy.url if proxy else None
+    configuration.proxy_headers = proxy.headers() if proxy else None
+    configuration.no_proxy = None
 
 
 class KubeApi:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import random
 import re
 import ssl
@@ -33,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
 try:
@@ -48,6 +49,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
     CredentialStore,
     basic_token,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.proxies import Proxy, ProxyEnvironment
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
     ImageReference,
     digest_problem,
@@ -273,14 +275,16 @@ class RegistryClient:
     longer Retry-After raises ``RateLimited`` at once); ``pool_size`` is the
     number of connections kept per host, to match the worker threads.
     ``sleep`` waits out backoffs (pass a stop event's ``wait`` to make them
-    interruptible).
+    interruptible). Each request goes through the proxy ``proxies`` names for
+    its URL (the registry's, or its token service's), else direct; ``proxies``
+    defaults to the process environment's.
     """
 
     def __init__(self, credentials: CredentialStore, ca_bundle: Path | None = None,
                  certs_dir: Path | None = None, timeout: float = 10, max_retries: int = 4,
                  user_agent: str = DEFAULT_USER_AGENT, *, insecure_registries: frozenset[str] = frozenset(),
                  max_backoff: float = 30.0, pool_size: int = 16,
-                 sleep: Callable[[float], object] = time.sleep) -> None:
+                 sleep: Callable[[float], object] = time.sleep, proxies: ProxyEnvironment | None = None) -> None:
         if URLLIB3_IMPORT_ERROR is not None:
             raise RuntimeError(f"urllib3 cannot be imported: {URLLIB3_IMPORT_ERROR}")
         self._credentials = credentials
@@ -289,11 +293,13 @@ class RegistryClient:
         self._max_backoff = max_backoff
         self._user_agent = user_agent
         self._sleep = sleep
+        self._proxies = ProxyEnvironment.from_environ(os.environ) if proxies is None else proxies
+        context = tls_context(ca_bundle, certs_dir)
         # block=False: a burst beyond pool_size opens extra connections instead of queueing.
-        self._pool = urllib3.PoolManager(
-            num_pools=64, maxsize=pool_size, block=False, ssl_context=tls_context(ca_bundle, certs_dir),
-            timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False,
-        )
+        self._pool_options: dict[str, Any] = dict(num_pools=64, maxsize=pool_size, block=False, ssl_context=context,
+                                  timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False)
+        self._pool = urllib3.PoolManager(**self._pool_options)
+        self._proxy_pools: dict[Proxy, urllib3.ProxyManager] = {}
         self._lock = threading.Lock()
         self._challenges: dict[str, Challenge] = {}
         self._rate_limits: dict[str, RateLimitState] = {}
@@ -336,6 +342,10 @@ class RegistryClient:
     def close(self) -> None:
         """Close pooled connections; the client stays usable and reconnects on demand."""
         self._pool.clear()
+        with self._lock:
+            proxy_pools = list(self._proxy_pools.values())
+        for pool in proxy_pools:
+            pool.clear()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -445,19 +455,21 @@ class RegistryClient:
         self._wait_out_backoff(ref)
         headers = {"User-Agent": self._user_agent, **headers}
         host = urlsplit(url).netloc
+        pool = self._pool_for(ref, url)
+        route = f"{host} through the proxy {pool.proxy}" if isinstance(pool, urllib3.ProxyManager) else host
         attempt = 0
         while True:
             with self._lock:
                 self._requests[host] += 1
             try:
-                response = self._pool.request(method, url, headers=headers, body=body, redirect=False)
+                response = pool.request(method, url, headers=headers, body=body, redirect=False)
             except urllib3.exceptions.SSLError as error:
                 raise RegistryError(ref, f"TLS failure talking to {host}: {_reason(error)} "
                                     "(is the registry's CA in ca_bundle or certs_dir?)") from None
             except urllib3.exceptions.HTTPError as error:
                 delay = backoff_delay(attempt, None, cap=self._max_backoff)
                 if not self._should_retry(attempt, delay):
-                    raise RegistryUnavailable(ref, f"no answer from {host} after "
+                    raise RegistryUnavailable(ref, f"no answer from {route} after "
                                               f"{_attempts(attempt)}: {_reason(error)}") from None
             else:
                 if host == _API_HOSTS.get(ref.registry, ref.registry):
@@ -467,6 +479,24 @@ class RegistryClient:
                 delay = self._throttle(ref, response, attempt)
             self._sleep(delay)
             attempt += 1
+
+    def _pool_for(self, ref: ImageReference, url: str) -> urllib3.PoolManager:
+        """Direct connections, or those through the proxy for ``url``: https is tunnelled (CONNECT), so
+        the registry's TLS is verified end to end and the proxy sees only the host and port."""
+        try:
+            proxy = self._proxies.proxy_for(url)
+        except ValueError as error:
+            raise RegistryError(ref, str(error)) from None
+        if proxy is None:
+            return self._pool
+        with self._lock:
+            pool = self._proxy_pools.get(proxy)
+            if pool is None:
+                pool = urllib3.ProxyManager(
+                    proxy.url, proxy_headers={"User-Agent": self._user_agent, **proxy.headers()},
+                    proxy_ssl_context=self._pool_options["ssl_context"], **self._pool_options)
+                self._proxy_pools[proxy] = pool
+        return pool
 
     def _throttle(self, ref: ImageReference, response: urllib3.BaseHTTPResponse, attempt: int) -> float:
         """The delay before retrying a 429/5xx answer; raises when retrying is pointless."""

@@ -23,6 +23,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
     memfd_number,
     private_authfile,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.proxies import ProxyEnvironment
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference
 
 # Lines of skopeo's stderr that say the source image does not exist (as opposed to a
@@ -31,9 +32,8 @@ _NOT_FOUND = re.compile(r"manifest unknown|name unknown|not found|MANIFEST_UNKNO
 # A registry's own failure (docker-registry answers 500 to concurrent pushes of one blob, for
 # instance): the same copy usually succeeds moments later.
 _SERVER_ERROR = re.compile(r"\b5\d\d \((?:Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)\)")
-# Environment skopeo needs; everything else (tokens in CI variables, proxies' passwords...) stays out.
-_PASSED_ENV = ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
-               "https_proxy", "http_proxy", "no_proxy")
+# Environment skopeo needs besides the proxy variables; everything else (tokens in CI variables...) stays out.
+_PASSED_ENV = ("PATH", "HOME", "TMPDIR", "XDG_RUNTIME_DIR")
 
 
 class RunningCopies:
@@ -82,7 +82,8 @@ class RunningCopies:
 
 @dataclass(frozen=True)
 class Skopeo:
-    """The ``Copier`` that runs skopeo: binary, TLS material, retries and the per-copy timeout."""
+    """The ``Copier`` that runs skopeo: binary, TLS material, retries, the per-copy timeout and the proxy
+    variables it gets, as the engine's own clients read them (skopeo applies the same rule)."""
 
     binary: str = "skopeo"
     certs_dir: Path | None = None
@@ -90,6 +91,7 @@ class Skopeo:
     retry_times: int = 3
     timeout: float = 600.0
     running: RunningCopies = field(default_factory=RunningCopies, compare=False)
+    proxies: ProxyEnvironment = field(default_factory=lambda: ProxyEnvironment.from_environ(os.environ))
 
     def cancel(self) -> int:
         return self.running.cancel()
@@ -125,6 +127,7 @@ class Skopeo:
 
     def _run(self, argv: list[str], what: str, pass_fds: tuple[int, ...] = ()) -> None:
         env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+        env.update(self.proxies.as_environ())
         if self.running.cancelled:
             raise CopyError(f"{what}: cancelled, shutting down")
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
