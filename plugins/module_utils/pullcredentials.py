@@ -89,7 +89,7 @@ class PullSecretReader:
 
     def _account_secrets(self, account: str) -> tuple[str, ...] | str:
         if account not in self._accounts:
-            namespace, _, name = account.partition("/")
+            namespace, name = account.split("/", 1)
             try:
                 obj = self._api.get(SERVICE_ACCOUNT, namespace, name)
             except KubeApiError as error:
@@ -107,7 +107,7 @@ class PullSecretReader:
         return self._secrets[secret]
 
     def _read_secret(self, secret: str) -> CredentialStore | str:
-        namespace, _, name = secret.partition("/")
+        namespace, name = secret.split("/", 1)
         try:
             obj = self._api.get(SECRET, namespace, name)
         except KubeApiError as error:

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 try:
@@ -237,7 +237,7 @@ def tls_context(ca_bundle: Path | None = None, certs_dir: Path | None = None) ->
 
 
 # A token is only reused with the credential that fetched it: clients with other credentials share the cache.
-_TokenKey = tuple[str, str, Credential | None]
+_TokenKey: TypeAlias = "tuple[str, str, Credential | None]"
 
 
 class _TokenCache:

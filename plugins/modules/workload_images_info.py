@@ -227,8 +227,8 @@ images:
   sample: [nginx:1.27, quay.io/prometheus/node-exporter:v1.8.2]
 pull_secrets:
   description:
-    - Per image of RV(images) whose workloads pull with Secrets, those Secrets (C(namespace/name)), in order: each
-      workload's own C(imagePullSecrets), then its ServiceAccount's. Names only, never their content.
+    - Per image of RV(images) whose workloads pull with Secrets, those Secrets (C(namespace/name)) in order, each
+      workload's own C(imagePullSecrets) before its ServiceAccount's. Names only, never their content.
     - Ready to be passed to M(imageclone.backup.image_backup) as its
       O(imageclone.backup.image_backup#module:pull_secrets), so that private source images are copied with them.
     - Empty with O(use_pull_secrets=false).
