@@ -157,11 +157,15 @@ class BackupService:
         """The configured credentials, completed by ``source_credentials`` where they have no entry."""
         return self._credentials if source_credentials is None else source_credentials.merged(self._credentials)
 
+    def _registry_with(self, credentials: CredentialStore) -> RegistryClient:
+        """The registry client answering with ``credentials``: the service's own without per-image ones."""
+        return self._registry if credentials is self._credentials else self._registry.with_credentials(credentials)
+
     def _restore(self, original: ImageReference, backup: ImageReference, credentials: CredentialStore) -> BackupOutcome:
         lost = f"backup {backup} was lost"
         try:
             pinned = original.with_digest(backup.digest) if backup.digest else original
-            upstream = self._registry.with_credentials(credentials).head_manifest(pinned)
+            upstream = self._registry_with(credentials).head_manifest(pinned)
         except RegistryError as error:
             return _failed(backup, f"{lost}; checking its original {original} failed: {error}", error)
         if upstream is None or (backup.digest is not None and upstream.digest != backup.digest):
@@ -185,7 +189,7 @@ class BackupService:
         if is_backup_reference(source, self.policy):
             return self._verify_backup(source)
         try:
-            upstream = self._registry.with_credentials(credentials).head_manifest(source)
+            upstream = self._registry_with(credentials).head_manifest(source)
             wanted = upstream.digest if upstream else source.digest
             backup, stored = self._backup_slot(source, wanted)
         except RegistryError as error:

@@ -327,8 +327,6 @@ class RegistryClient:
 
     def with_credentials(self, credentials: CredentialStore) -> RegistryClient:
         """This client answering with ``credentials``; connections, tokens, throttling and counts stay shared."""
-        if credentials is self._credentials:
-            return self
         view = copy.copy(self)
         view._credentials = credentials
         return view
