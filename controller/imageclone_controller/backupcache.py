@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from imageclone_controller.engine import backup, naming, plan, reference, registry
+from imageclone_controller.engine import backup, credentials, naming, plan, reference, registry
 
 BackupOutcome = plan.BackupOutcome
 
@@ -52,11 +52,14 @@ class CachedBackups:
     def service(self) -> backup.Backups:
         return self._service
 
-    def restore(self, original: reference.ImageReference, lost: reference.ImageReference) -> BackupOutcome:
+    def restore(self, original: reference.ImageReference, lost: reference.ImageReference,
+                source_credentials: credentials.CredentialStore | None = None) -> BackupOutcome:
         """Uncached: the engine calls this to restore a lost backup, which must really happen."""
-        return self._service.restore(original, lost)
+        return self._service.restore(original, lost, source_credentials)
 
-    def ensure_all(self, images: Mapping[str, reference.ImageReference]) -> dict[str, BackupOutcome]:
+    def ensure_all(self, images: Mapping[str, reference.ImageReference],
+                   source_credentials: Mapping[str, credentials.CredentialStore] | None = None,
+                   ) -> dict[str, BackupOutcome]:
         """Like ``BackupService.ensure_all``, answering recently verified references from memory."""
         now = self._clock()
         results: dict[str, BackupOutcome] = {}
@@ -72,7 +75,8 @@ class CachedBackups:
             self.misses += len(wanted)
         if not wanted:
             return results
-        fresh = self._service.ensure_all(wanted)
+        given = source_credentials or {}
+        fresh = self._service.ensure_all(wanted, {key: given[key] for key in wanted if key in given})
         for outcome in fresh.values():
             self._on_checked(outcome)
         with self._lock:

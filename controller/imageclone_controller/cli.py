@@ -271,7 +271,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         long_flags = [flag for action in parser._actions for flag in action.option_strings]
         args = parser.parse_args(go_style_flags(sys.argv[1:] if argv is None else argv, long_flags))
         if args.print_cluster_role:
-            print_cluster_role(args.kinds)
+            print_cluster_role(args.kinds, pull_secrets=args.use_pull_secrets is not False)
         config = config_from_args(args, environ)
         return replace(config, auth_secrets=check_with_engine(config))
     except ConfigError as error:
@@ -281,13 +281,13 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         sys.exit(1)
 
 
-def print_cluster_role(kind_flags: Iterable[str] | None) -> NoReturn:
-    """Print the ClusterRole for ``--kinds`` and exit 0 (no other flag is needed)."""
+def print_cluster_role(kind_flags: Iterable[str] | None, *, pull_secrets: bool) -> NoReturn:
+    """Print the ClusterRole for ``--kinds`` (and ``--usePullSecrets``) and exit 0 (no other flag is needed)."""
     from imageclone_controller.engine import kinds
     from imageclone_controller.rbac import cluster_role_yaml
 
     names = parse_kinds(kind_flags, kinds.KINDS, kinds.DEFAULT_WATCHED)
-    print(cluster_role_yaml(kinds.KINDS[name] for name in names), end="")
+    print(cluster_role_yaml((kinds.KINDS[name] for name in names), pull_secrets=pull_secrets), end="")
     sys.exit(0)
 
 

@@ -96,7 +96,8 @@ class Manager:
             raise StartupError(str(error)) from None
         scope = migration.Scope.of(kinds=config.kinds, namespaces=config.namespaces or None,
                                    ignore_namespaces=config.ignore_namespaces)
-        self.migration = migration.Migration(self.api, self.backups, scope, pull_secret)
+        self.migration = migration.Migration(self.api, self.backups, scope, pull_secret,
+                                             use_pull_secrets=options.use_pull_secrets)
         self.events = EventRecorder(
             kube.KubeApi(pool(2), timeouts=timeouts, write_guard=self.elector.ensure_leading),
             self.identity, redact=redact,

@@ -34,6 +34,7 @@ BACKUP_FLAGS: Final[Mapping[str, str]] = {
     "per_registry": "--perRegistry",
     "copy_timeout": "--copyTimeout",
     "retry_times": "--retryTimes",
+    "use_pull_secrets": "--usePullSecrets",
 }
 SEED_OPTIONS: Final = ("backup_registry", "backup_username", "backup_password")
 # What the doc fragment cannot know: the controller runs where argv is visible to every local user.

@@ -99,6 +99,20 @@ options:
       - How many times skopeo retries a failing copy.
     type: int
     default: 3
+  use_pull_secrets:
+    description:
+      - Whether the workloads' own pull Secrets are used for their source registries, as their pods pull with them
+        (C(kubernetes.io/dockerconfigjson) and C(kubernetes.io/dockercfg) Secrets named in the pod template's
+        C(imagePullSecrets) and in its ServiceAccount's).
+      - Each Secret is read by name (a GET of that one object; Secrets are never listed), which needs C(get) on
+        C(secrets) and C(serviceaccounts) in the workloads' namespaces.
+      - An entry of O(source_authfile) (and the backup registry's own credentials) wins over a workload's Secret
+        for the same registry; an image used by several workloads gets the credentials of all of them, the first
+        Secret with an entry for its registry winning.
+      - A Secret that is missing, unreadable or malformed is named (C(namespace/name)) in the reason of an image
+        that then cannot be backed up; its content never appears anywhere.
+    type: bool
+    default: true
 requirements:
   - skopeo on the host the module runs on (to copy images)
 """

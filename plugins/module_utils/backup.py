@@ -5,6 +5,11 @@ manifest GET), copies with its ``Copier`` (skopeo) only when the backup is
 absent or differs, then HEADs the backup again and requires the source digest. Work runs in a
 bounded thread pool, bounded per source registry too, and a copy requested
 twice at once runs once.
+
+Source credentials are the configured ones (the source auth file, the backup
+login), plus per image those a caller hands over (a workload's pull Secrets)
+for registries the configured ones do not cover: an operator's entry is never
+overridden by a workload's Secret, and the backup registry's login least of all.
 """
 from __future__ import annotations
 
@@ -68,9 +73,11 @@ class Backups(Protocol):
     @property
     def registry(self) -> RegistryClient: ...
 
-    def ensure_all(self, images: Mapping[str, ImageReference]) -> dict[str, BackupOutcome]: ...
+    def ensure_all(self, images: Mapping[str, ImageReference],
+                   source_credentials: Mapping[str, CredentialStore] | None = None) -> dict[str, BackupOutcome]: ...
 
-    def restore(self, original: ImageReference, backup: ImageReference) -> BackupOutcome: ...
+    def restore(self, original: ImageReference, backup: ImageReference,
+                source_credentials: CredentialStore | None = None) -> BackupOutcome: ...
 
 
 class BackupService:
@@ -104,23 +111,35 @@ class BackupService:
         """The registry client (its rate-limit state and request counts are worth exporting)."""
         return self._registry
 
-    def ensure_all(self, images: Mapping[str, ImageReference]) -> dict[str, BackupOutcome]:
+    def ensure_all(self, images: Mapping[str, ImageReference],
+                   source_credentials: Mapping[str, CredentialStore] | None = None) -> dict[str, BackupOutcome]:
         """Ensure every image; the result maps each key of ``images`` to its outcome.
 
         Keys are the image strings as written in workloads; several keys that
-        normalize to the same source share one check and one copy.
+        normalize to the same source share one check and one copy (and their
+        ``source_credentials``, the first key's winning per registry).
         """
         distinct = {str(ref): ref for ref in images.values()}
+        extra: dict[str, CredentialStore] = {}
+        for key, ref in images.items():
+            given = (source_credentials or {}).get(key)
+            if given is not None:
+                extra[str(ref)] = given.merged(extra[str(ref)]) if str(ref) in extra else given
         workers = max(1, min(self.settings.parallel, len(distinct)))
         with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
-            outcomes = dict(zip(distinct, pool.map(self.ensure, distinct.values()), strict=True))
+            checked = pool.map(lambda name: self.ensure(distinct[name], extra.get(name)), distinct)
+            outcomes = dict(zip(distinct, checked, strict=True))
         return {key: _as_written(key, outcomes[str(ref)]) for key, ref in images.items()}
 
-    def ensure(self, source: ImageReference) -> BackupOutcome:
+    def ensure(self, source: ImageReference, source_credentials: CredentialStore | None = None) -> BackupOutcome:
         """Ensure one image is in the backup registry and verified; never raises for registry trouble."""
-        return self._flight.do(str(source), lambda: self._ensure(source))
+        credentials = self._credentials_with(source_credentials)
+        # Callers holding different credentials for the source must not share one answer.
+        key = (str(source), credentials.lookup(source.registry))
+        return self._flight.do(key, lambda: self._ensure(source, credentials))
 
-    def restore(self, original: ImageReference, backup: ImageReference) -> BackupOutcome:
+    def restore(self, original: ImageReference, backup: ImageReference,
+                source_credentials: CredentialStore | None = None) -> BackupOutcome:
         """Copy ``original`` again into ``backup``, the exact reference a workload uses, after the backup was lost.
 
         ``original`` is the upstream image the workload recorded before it was
@@ -130,12 +149,23 @@ class BackupService:
         unprotected. In check mode, or with ``restore=False``, nothing is copied.
         Never raises for registry trouble. A restore requested twice at once runs once.
         """
-        return self._flight.do(f"restore {backup} from {original}", lambda: self._restore(original, backup))
+        credentials = self._credentials_with(source_credentials)
+        key = (f"restore {backup} from {original}", credentials.lookup(original.registry))
+        return self._flight.do(key, lambda: self._restore(original, backup, credentials))
 
-    def _restore(self, original: ImageReference, backup: ImageReference) -> BackupOutcome:
+    def _credentials_with(self, source_credentials: CredentialStore | None) -> CredentialStore:
+        """The configured credentials, completed by ``source_credentials`` where they have no entry."""
+        return self._credentials if source_credentials is None else source_credentials.merged(self._credentials)
+
+    def _registry_with(self, credentials: CredentialStore) -> RegistryClient:
+        """The registry client answering with ``credentials``: the service's own without per-image ones."""
+        return self._registry if credentials is self._credentials else self._registry.with_credentials(credentials)
+
+    def _restore(self, original: ImageReference, backup: ImageReference, credentials: CredentialStore) -> BackupOutcome:
         lost = f"backup {backup} was lost"
         try:
-            upstream = self._registry.head_manifest(original.with_digest(backup.digest) if backup.digest else original)
+            pinned = original.with_digest(backup.digest) if backup.digest else original
+            upstream = self._registry_with(credentials).head_manifest(pinned)
         except RegistryError as error:
             return _failed(backup, f"{lost}; checking its original {original} failed: {error}", error)
         if upstream is None or (backup.digest is not None and upstream.digest != backup.digest):
@@ -149,17 +179,17 @@ class BackupService:
         if self.settings.dry_run:
             return self._outcome(backup, backup, upstream.digest, ImageState.RESTORED,
                                  f"check mode: would restore it from {original}")
-        copied = self._copy(original, backup.without_digest(), upstream)
+        copied = self._copy(original, backup.without_digest(), upstream, credentials)
         if not copied.verified:
             failure = f"{lost}; restoring it from {original} failed: {copied.reason}"
             return replace(copied, source=str(backup), reason=failure)
         return self._outcome(backup, backup, upstream.digest, ImageState.RESTORED, f"{lost}; restored from {original}")
 
-    def _ensure(self, source: ImageReference) -> BackupOutcome:
+    def _ensure(self, source: ImageReference, credentials: CredentialStore) -> BackupOutcome:
         if is_backup_reference(source, self.policy):
             return self._verify_backup(source)
         try:
-            upstream = self._registry.head_manifest(source)
+            upstream = self._registry_with(credentials).head_manifest(source)
             wanted = upstream.digest if upstream else source.digest
             backup, stored = self._backup_slot(source, wanted)
         except RegistryError as error:
@@ -178,7 +208,7 @@ class BackupService:
             return BackupOutcome(str(source), None, None, ImageState.MISSING, f"{source} is not backed up yet")
         if self.settings.dry_run:
             return self._outcome(source, backup, upstream.digest, ImageState.COPIED, "check mode: would copy")
-        return self._copy(source, backup, upstream)
+        return self._copy(source, backup, upstream, credentials)
 
     def _backup_slot(self, source: ImageReference, digest: str | None) -> tuple[ImageReference, ManifestInfo | None]:
         """Where ``source`` at ``digest`` is (or goes) in the backup, and what is stored there now.
@@ -195,11 +225,12 @@ class BackupService:
         versioned = versioned_backup_reference(source, digest, self.policy)
         return versioned, self._registry.head_manifest(versioned.without_digest())
 
-    def _copy(self, source: ImageReference, backup: ImageReference, upstream: ManifestInfo) -> BackupOutcome:
+    def _copy(self, source: ImageReference, backup: ImageReference, upstream: ManifestInfo,
+              credentials: CredentialStore) -> BackupOutcome:
         try:
             with self._per_registry.hold(source.registry):
                 # Copy the digest just seen, so a tag moving meanwhile cannot swap the content.
-                self._copy_with_retries(source.with_digest(upstream.digest), backup)
+                self._copy_with_retries(source.with_digest(upstream.digest), backup, credentials)
             copied = self._registry.head_manifest(backup.without_digest())
         except CopyError as error:
             return BackupOutcome(str(source), None, None, ImageState.MISSING if error.missing else ImageState.FAILED,
@@ -211,11 +242,11 @@ class BackupService:
             return _failed(source, f"backup {backup.without_digest()} has {found}, expected {upstream.digest}")
         return self._outcome(source, backup, upstream.digest, ImageState.COPIED)
 
-    def _copy_with_retries(self, source: ImageReference, backup: ImageReference) -> None:
+    def _copy_with_retries(self, source: ImageReference, backup: ImageReference, credentials: CredentialStore) -> None:
         """One copy, tried again after a registry's transient server error."""
         for attempt in range(1, COPY_ATTEMPTS + 1):
             try:
-                self._copier.copy(source, backup, self._credentials)
+                self._copier.copy(source, backup, credentials)
                 return
             except CopyError as error:
                 if not error.transient or attempt == COPY_ATTEMPTS:

@@ -112,16 +112,27 @@ class CredentialStore:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise CredentialError(f"cannot read auth file {path}: {type(error).__name__}") from None
+        return cls.from_docker_config(text, source=f"auth file {path}")
+
+    @classmethod
+    def from_docker_config(cls, text: str, *, source: str, legacy: bool = False) -> CredentialStore:
+        """Parse the JSON of a docker ``config.json`` (``{"auths": {...}}``), or with ``legacy`` of a
+        ``.dockercfg`` (the entries alone), as auth files and pull Secrets hold them.
+
+        Raises ``CredentialError`` naming ``source`` (and the entry), never the content.
+        """
         try:
             document = json.loads(text)
         except json.JSONDecodeError as error:
             # The decoder's exception carries the whole document: never chain it.
             raise CredentialError(
-                f"auth file {path} is not valid JSON (line {error.lineno}, column {error.colno})"
+                f"{source} is not valid JSON (line {error.lineno}, column {error.colno})"
             ) from None
-        if not isinstance(document, dict) or not isinstance(document.get("auths", {}), dict):
-            raise CredentialError(f"auth file {path} must be a JSON object with an 'auths' object")
-        return cls.from_mapping(document.get("auths", {}), source=str(path))
+        auths = document if legacy else document.get("auths", {}) if isinstance(document, dict) else None
+        if not isinstance(document, dict) or not isinstance(auths, dict):
+            shape = "a JSON object of registry entries" if legacy else "a JSON object with an 'auths' object"
+            raise CredentialError(f"{source} must be {shape}")
+        return cls.from_mapping(auths, source=source)
 
     @classmethod
     def from_mapping(cls, auths: Mapping[str, Any], *, source: str = "credentials") -> CredentialStore:

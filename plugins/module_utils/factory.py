@@ -6,7 +6,8 @@ the registries are reachable. ``Migration.from_options`` adds the cluster.
 Option names are those of the Ansible modules (``backup_registry``,
 ``backup_username``...). Credentials come from the backup auth file, then the
 explicit username/password (which win for the backup registry), plus an
-optional auth file for private source registries.
+optional auth file for private source registries; with ``use_pull_secrets``
+the workloads' own pull Secrets complete them (see ``pullcredentials``).
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class BackupOptions:
     per_registry: int = 4
     copy_timeout: int = 600
     retry_times: int = 3
+    use_pull_secrets: bool = True
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BackupOptions:

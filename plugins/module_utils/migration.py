@@ -8,12 +8,12 @@ converged workload costs no write.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import Backups
-from ansible_collections.imageclone.backup.plugins.module_utils.credentials import PullSecret
+from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore, PullSecret
 from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, api_from_options
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
@@ -22,6 +22,11 @@ from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     WorkloadPlan,
     images_to_back_up,
     plan_workload,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.pullcredentials import (
+    PullSecretReader,
+    SourceCredentials,
+    workload_source_credentials,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import (
     PullSecretError,
@@ -117,7 +122,11 @@ class MigrationReport:
 
 
 class Migration:
-    """Discover → back up → rewrite, with one ``Backups`` (a ``BackupService``) and one ``KubeApi``."""
+    """Discover → back up → rewrite, with one ``Backups`` (a ``BackupService``) and one ``KubeApi``.
+
+    With ``use_pull_secrets``, each pass reads the pull Secrets of the workloads whose images it backs up
+    (see ``pullcredentials``) and lends them to the source registries the configured credentials do not cover.
+    """
 
     def __init__(
         self,
@@ -125,11 +134,14 @@ class Migration:
         backups: Backups,
         scope: Scope = Scope(),
         pull_secret: PullSecret | None = None,
+        *,
+        use_pull_secrets: bool = False,
     ) -> None:
         self.api = api
         self.backups = backups
         self.scope = scope
         self.pull_secret = pull_secret
+        self.use_pull_secrets = use_pull_secrets
         self._secret_namespaces: set[str] = set()
 
     @classmethod
@@ -147,7 +159,7 @@ class Migration:
         """The whole pipeline for one cluster, from module-style connection and backup options."""
         pull_secret = options.pull_secret(pull_secret_name) if pull_secret_name else None
         backups = backup_service(options, dry_run=dry_run, copy=copy, restore=restore)
-        return cls(api_from_options(connection), backups, scope, pull_secret)
+        return cls(api_from_options(connection), backups, scope, pull_secret, use_pull_secrets=options.use_pull_secrets)
 
     @property
     def dry_run(self) -> bool:
@@ -172,22 +184,35 @@ class Migration:
         """
         workloads = list(workloads)
         policy = self.backups.policy
-        outcomes = self.backups.ensure_all(images_to_back_up(workloads, policy))
+        wanted = images_to_back_up(workloads, policy)
+        # One reader per pass: a Secret created or rotated since the last pass is read afresh.
+        reader = PullSecretReader(self.api) if self.use_pull_secrets else None
+        access = self._source_credentials(reader, workloads, wanted)
+        outcomes = access.explain(self.backups.ensure_all(wanted, access.stores))
         in_backup = {image.image: image.reference for w in workloads for image in w.images
                      if image.reference is not None and is_backup_reference(image.reference, policy)}
         verified = self.backups.ensure_all(in_backup)
         for image, outcome in verified.items():
             if outcome.state is ImageState.MISSING:
-                verified[image] = self._restore(image, in_backup[image], workloads, outcome)
+                restore_access = self._source_credentials(reader, workloads, {image})
+                restored = self._restore(image, in_backup[image], workloads, outcome, restore_access.stores.get(image))
+                verified[image] = restore_access.explain({image: restored})[image]
         return outcomes | verified
 
+    @staticmethod
+    def _source_credentials(reader: PullSecretReader | None, workloads: list[Workload],
+                            images: Collection[str]) -> SourceCredentials:
+        if reader is None or not images:
+            return SourceCredentials({}, {})
+        return workload_source_credentials(reader, workloads, images)
+
     def _restore(self, image: str, backup: ImageReference, workloads: list[Workload],
-                 lost: BackupOutcome) -> BackupOutcome:
+                 lost: BackupOutcome, source_credentials: CredentialStore | None) -> BackupOutcome:
         original = _recorded_original(image, workloads)
         if original is None:
             return replace(lost, reason=f"backup {backup} was lost and no original image is recorded to restore "
                                         f"it from ({ORIGINAL_IMAGES}): the workload is unprotected")
-        return replace(self.backups.restore(original, backup), source=image)
+        return replace(self.backups.restore(original, backup, source_credentials), source=image)
 
     def rewrite(self, workload: Workload, outcomes: Mapping[str, BackupOutcome]) -> WorkloadReport:
         """Rewrite one workload if all its images are verified; never raises for API or input trouble."""

@@ -22,6 +22,7 @@ once, so a worker thread is never parked for hours. Docker Hub's
 """
 from __future__ import annotations
 
+import copy
 import email.utils
 import json
 import os
@@ -34,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 try:
@@ -237,20 +238,24 @@ def tls_context(ca_bundle: Path | None = None, certs_dir: Path | None = None) ->
     return context
 
 
+# A token is only reused with the credential that fetched it: clients with other credentials share the cache.
+_TokenKey: TypeAlias = "tuple[str, str, Credential | None]"
+
+
 class _TokenCache:
-    """Bearer tokens per (registry, scope); each is fetched by one thread at a time."""
+    """Bearer tokens per (registry, scope, credential); each is fetched by one thread at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
-        self._fetch_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._tokens: dict[_TokenKey, tuple[str, float]] = {}
+        self._fetch_locks: dict[_TokenKey, threading.Lock] = {}
 
-    def get(self, key: tuple[str, str]) -> str | None:
+    def get(self, key: _TokenKey) -> str | None:
         with self._lock:
             token, expires = self._tokens.get(key, ("", 0.0))
         return token if token and time.monotonic() < expires else None
 
-    def get_or_fetch(self, key: tuple[str, str], fetch: Callable[[], tuple[str, float]],
+    def get_or_fetch(self, key: _TokenKey, fetch: Callable[[], tuple[str, float]],
                      rejected: str | None = None) -> str:
         """A valid cached token other than ``rejected``, else ``fetch()``'s (token, lifetime)."""
         with self._lock:
@@ -326,6 +331,12 @@ class RegistryClient:
             raise RegistryError(ref, f"unexpected HTTP {response.status} to a manifest HEAD")
         return _manifest_info(ref, response.headers)
 
+    def with_credentials(self, credentials: CredentialStore) -> RegistryClient:
+        """This client answering with ``credentials``; connections, tokens, throttling and counts stay shared."""
+        view = copy.copy(self)
+        view._credentials = credentials
+        return view
+
     def rate_limit_state(self, registry: str) -> RateLimitState:
         """The last ``RateLimit-*`` values ``registry`` reported and the backoff in force, if any."""
         with self._lock:
@@ -393,7 +404,7 @@ class RegistryClient:
             return _basic(credential)
         stale = rejected.removeprefix("Bearer ") if rejected else None
         token = self._tokens.get_or_fetch(
-            (ref.registry, scope), lambda: self._fetch_token(ref, challenge, scope, credential), stale)
+            (ref.registry, scope, credential), lambda: self._fetch_token(ref, challenge, scope, credential), stale)
         return f"Bearer {token}"
 
     def _fetch_token(self, ref: ImageReference, challenge: Challenge, scope: str,

@@ -186,8 +186,10 @@ def projection(kind: Kind, obj: Mapping[str, Any]) -> dict[str, Any]:
     if spec is not None:
         slim_spec = {section: [_name_and_image(entry) for entry in entries]
                      for section in SECTIONS if isinstance(entries := spec.get(section), list)}
-        if "imagePullSecrets" in spec:
-            slim_spec["imagePullSecrets"] = spec["imagePullSecrets"]
+        # What the pods pull with: their own pull Secrets and their ServiceAccount's.
+        for key in ("imagePullSecrets", "serviceAccountName", "serviceAccount"):
+            if key in spec:
+                slim_spec[key] = spec[key]
         slim |= kind.at_pod_spec(slim_spec)
     return slim
 

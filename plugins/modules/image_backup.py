@@ -31,6 +31,18 @@ options:
     type: list
     elements: str
     required: true
+  pull_secrets:
+    description:
+      - Per image of O(images), the pull Secrets (C(namespace/name)) whose credentials may be used for its source
+        registry, in order; the first with an entry for the registry wins, and an entry of O(source_authfile) wins over
+        them all.
+      - RV(imageclone.backup.workload_images_info#module:pull_secrets) of M(imageclone.backup.workload_images_info)
+        lists them for the images of a cluster's workloads, as their pods pull with them.
+      - Each Secret is read from the cluster by name (the connection options say which cluster), which needs the
+        kubernetes Python client; a Secret that cannot be used is named in the reason of an image that then cannot be
+        backed up.
+      - Ignored with O(use_pull_secrets=false).
+    type: dict
   fail_on_missing:
     description:
       - Whether an image that exists neither in its source registry nor in the backup fails the task.
@@ -47,6 +59,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
+  - imageclone.backup.connection
   - imageclone.backup.backup
   - imageclone.backup.backup.attributes
 attributes:
@@ -65,7 +78,8 @@ attributes:
   platform:
     platforms: posix
 requirements:
-  - urllib3, for the registry requests (the kubernetes Python client is not needed; this module never contacts the cluster)
+  - urllib3, for the registry requests (the kubernetes Python client is needed only with O(pull_secrets), to read them;
+    otherwise this module never contacts the cluster)
   - skopeo, for the copies
 notes:
   - An image whose source has vanished but whose backup exists is V(present) (the backup is what it is for).
@@ -164,12 +178,25 @@ failed_images:
 
 import traceback
 
-from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import BACKUP_ARGUMENTS
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.arguments import (
+    BACKUP_ARGUMENTS,
+    CONNECTION_ARGUMENTS,
+)
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_module
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import backup_failure, backup_results
 
 try:
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
+    from ansible_collections.imageclone.backup.plugins.module_utils.kube import (
+        KubeApiError,
+        KubeConfigError,
+        api_from_options,
+    )
+    from ansible_collections.imageclone.backup.plugins.module_utils.pullcredentials import (
+        PullSecretReader,
+        SourceCredentials,
+        source_credentials,
+    )
     from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
         InvalidReference,
         parse_reference,
@@ -193,12 +220,25 @@ def parse_images(images):
     return references
 
 
+def pull_secret_credentials(params, references):
+    """The credentials of the ``pull_secrets`` of the images of ``references``, read from the cluster."""
+    secrets = {image: names for image, names in (params["pull_secrets"] or {}).items() if image in references}
+    if not params["use_pull_secrets"] or not secrets:
+        return SourceCredentials({}, {})
+    for image, names in secrets.items():
+        if not isinstance(names, list) or not all(isinstance(name, str) and name.count("/") == 1 for name in names):
+            raise ValueError(f"pull_secrets: {image!r} needs a list of namespace/name strings")
+    return source_credentials(PullSecretReader(api_from_options(params)), secrets)
+
+
 def main():
     module = open_module(
+        CONNECTION_ARGUMENTS,
         BACKUP_ARGUMENTS,
         engine_import_error=ENGINE_IMPORT_ERROR,
         library="urllib3",
         images={"type": "list", "elements": "str", "required": True},
+        pull_secrets={"type": "dict", "no_log": False},  # Secret names, not secrets
         fail_on_missing={"type": "bool", "default": True},
         fail_on_error={"type": "bool", "default": True},
     )
@@ -206,9 +246,10 @@ def main():
     try:
         references = parse_images(module.params["images"])
         service = backup_service(BackupOptions.from_mapping(module.params), dry_run=module.check_mode)
-    except ValueError as error:
+        access = pull_secret_credentials(module.params, references)
+    except (ValueError, KubeConfigError, KubeApiError) as error:
         module.fail_json(msg=str(error))
-    outcomes = service.ensure_all(references) if references else {}
+    outcomes = access.explain(service.ensure_all(references, access.stores)) if references else {}
 
     results = backup_results(outcomes)
     changed = bool(results["copied"])

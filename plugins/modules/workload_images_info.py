@@ -236,6 +236,16 @@ images:
   type: list
   elements: str
   sample: [nginx:1.27, quay.io/prometheus/node-exporter:v1.8.2]
+pull_secrets:
+  description:
+    - Per image of RV(images) whose workloads pull with Secrets, those Secrets (C(namespace/name)) in order, each
+      workload's own C(imagePullSecrets) before its ServiceAccount's. Names only, never their content.
+    - Ready to be passed to M(imageclone.backup.image_backup) as its
+      O(imageclone.backup.image_backup#module:pull_secrets), so that private source images are copied with them.
+    - Empty with O(use_pull_secrets=false).
+  returned: always
+  type: dict
+  sample: {"registry.example.com/team/api:2.1": ["shop/team-registry"]}
 """
 
 import traceback
@@ -251,6 +261,10 @@ try:
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
     from ansible_collections.imageclone.backup.plugins.module_utils.plan import images_to_back_up, plan_workload
+    from ansible_collections.imageclone.backup.plugins.module_utils.pullcredentials import (
+        PullSecretReader,
+        secrets_by_image,
+    )
 except ImportError:
     ENGINE_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -269,10 +283,14 @@ def describe(params):
     for workload in found.workloads:
         plan = plan_workload(workload, policy, outcomes or {}, pin=options.pin)
         workloads.append(workload_images(workload, plan, outcomes, policy))
+    images = list(images_to_back_up(found.workloads, policy))
+    secrets = secrets_by_image(PullSecretReader(survey.api), found.workloads, images)[0] if options.use_pull_secrets \
+        else {}
     return {
         "workloads": workloads,
         "skipped_workloads": [skipped_entry(item) for item in found.skipped],
-        "images": list(images_to_back_up(found.workloads, policy)),
+        "images": images,
+        "pull_secrets": {image: names for image, names in secrets.items() if names},
     }
 
 

@@ -94,11 +94,15 @@ def test_the_service_account_can_do_its_job_and_nothing_more(lab, kube, namespac
                          "replicationcontrollers"):
             assert can_i(lab, namespace, verb, resource, "--all-namespaces"), (verb, resource)
     assert can_i(lab, namespace, "create", "events", "-n", "default")
+    # The workloads' pull Secrets and ServiceAccounts, by name (--usePullSecrets): never listed or watched.
+    for resource in ("secrets", "serviceaccounts"):
+        assert can_i(lab, namespace, "get", resource, "--all-namespaces"), resource
     assert can_i(lab, namespace, "create", "leases.coordination.k8s.io", "-n", namespace)
     assert can_i(lab, namespace, "update", "leases.coordination.k8s.io/image-clone-controller", "-n", namespace)
     # Refused: deleting, creating or replacing workloads, secrets, pods, other leases.
     for args in (("delete", "deployments.apps"), ("create", "deployments.apps"), ("update", "deployments.apps"),
-                 ("create", "pods"), ("delete", "pods"), ("get", "secrets"), ("list", "secrets"),
+                 ("create", "pods"), ("delete", "pods"), ("list", "secrets"), ("watch", "secrets"),
+                 ("list", "serviceaccounts"), ("update", "secrets"),
                  ("create", "secrets"), ("patch", "jobs.batch"), ("list", "pods"), ("delete", "events")):
         assert not can_i(lab, namespace, *args, "-n", namespace), args
     assert not can_i(lab, namespace, "update", "leases.coordination.k8s.io/someone-else", "-n", namespace)
@@ -133,11 +137,11 @@ def test_the_service_account_can_do_its_job_and_nothing_more(lab, kube, namespac
 
 
 def test_the_optional_pull_secret_role_is_what_pull_secret_needs(lab, kube, namespace, tmp_path, service_account):
-    assert not can_i(lab, namespace, "get", "secrets", "-n", namespace)
+    assert not can_i(lab, namespace, "update", "secrets/imageclone-backup-pull", "-n", namespace)
     apply(lab, rbac_documents(namespace, service_account, [DEPLOY / "optional" / "pull-secret-binding.yaml"]))
     assert can_i(lab, namespace, "get", "secrets/imageclone-backup-pull", "-n", namespace)
     assert can_i(lab, namespace, "update", "secrets/imageclone-backup-pull", "-n", namespace)
-    assert not can_i(lab, namespace, "get", "secrets/someone-elses", "-n", namespace)
+    assert not can_i(lab, namespace, "update", "secrets/someone-elses", "-n", namespace)
     assert can_i(lab, namespace, "create", "secrets", "-n", namespace)
     assert not can_i(lab, namespace, "delete", "secrets", "-n", namespace)
     assert not can_i(lab, namespace, "list", "secrets", "-n", namespace)

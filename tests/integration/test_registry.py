@@ -296,3 +296,14 @@ def test_bearer_wrong_password_is_refused_by_the_token_service(lab, token_lab):
         with pytest.raises(RegistryAuthError, match="token service .* refused the configured credentials") as refused:
             wrong.head_manifest(ref(token_lab.registry, "acme/private:7.2"))
     assert password not in str(refused.value) and token_lab.username not in str(refused.value)
+
+
+def test_a_client_with_other_credentials_shares_connections_but_never_a_token(lab, token_lab):
+    private = ref(token_lab.registry, "acme/private:7.2")
+    with RegistryClient(CredentialStore(), certs_dir=lab.certs_dir) as anonymous:
+        alice = anonymous.with_credentials(token_lab.store(username=token_lab.username, password=token_lab.password))
+        assert alice.head_manifest(private) is not None
+        with pytest.raises(RegistryAuthError, match="insufficient_scope"):
+            anonymous.head_manifest(private)
+        assert alice.head_manifest(private) is not None
+        assert anonymous.request_counts() == alice.request_counts()

@@ -12,12 +12,13 @@ class Service:
         self.states = states
         self.calls = []
 
-    def ensure_all(self, images):
+    def ensure_all(self, images, source_credentials=None):
         self.calls.append(sorted(images))
+        self.credentials = source_credentials
         return {key: BackupOutcome(key, f"backup/{ref}" if self.states[ref] != "missing" else None, "sha256:x",
                                    self.states[ref]) for key, ref in images.items()}
 
-    def restore(self, original, backup):
+    def restore(self, original, backup, source_credentials=None):
         self.calls.append(["restore", original, backup])
         return "restored-outcome"
 
@@ -53,3 +54,12 @@ def test_restores_are_never_cached():
     assert cache.restore("src:1", "backup:src_1@sha256:x") == "restored-outcome"
     assert cache.restore("src:1", "backup:src_1@sha256:x") == "restored-outcome"
     assert len(service.calls) == 2
+
+
+def test_only_the_images_asked_again_hand_their_source_credentials_on():
+    service = Service({"nginx:1": "copied", "private:1": "copied"})
+    cache = CachedBackups(service, 60)
+    cache.ensure_all({"nginx:1": "nginx:1"})
+    cache.ensure_all({"nginx:1": "nginx:1", "private:1": "private:1"},
+                     {"nginx:1": "store of nginx", "private:1": "store of private"})
+    assert service.calls[-1] == ["private:1"] and service.credentials == {"private:1": "store of private"}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.imageclone.backup.plugins.module_utils.pullcredentials import service_account_name
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import (
     KINDS,
     projection,
@@ -30,7 +31,7 @@ def deployment(**overrides):
                      "containers": [{"name": "app", "image": "nginx:1.27", "env": [{"name": "A", "value": "1"}],
                                      "resources": {"limits": {"memory": "1Gi"}}}],
                      "ephemeralContainers": [{"name": "debug", "image": "busybox:1.36"}],
-                     "imagePullSecrets": [{"name": "team-cred"}],
+                     "imagePullSecrets": [{"name": "team-cred"}], "serviceAccountName": "shop-sa",
                      "volumes": [{"name": "v", "emptyDir": {}}]}}},
         "status": {"replicas": 3, "conditions": [{"type": "Available", "status": "True"}] * 5},
     }
@@ -46,6 +47,7 @@ def test_the_projection_reads_as_the_same_workload():
     assert slim.annotations == {key: value for key, value in full.annotations.items()
                                 if key.startswith("imageclone.io/")}
     assert skip_reason(slim) == skip_reason(full)
+    assert service_account_name(slim) == service_account_name(full) == "shop-sa"
 
 
 def test_the_projection_is_small():
