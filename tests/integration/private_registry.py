@@ -12,9 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from lab.lab import _http_status
+from lab.lab import http_status
 from lab.pki import write_private
-from lab.processes import free_port, wait_until
+from lab.processes import free_port
+from lab.waiting import wait_for
 
 USER = "team-robot"
 
@@ -70,8 +71,8 @@ class PrivateRegistry:
             self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         context = ssl.create_default_context(cafile=str(self.lab.ca_cert()))
-        wait_until(lambda: _http_status(f"https://{self.registry}/v2/", context) == 401, "the private registry", 30,
-                   self.log)
+        wait_for(lambda: http_status(f"https://{self.registry}/v2/", context) == 401, "the private registry", 30,
+                 explain=lambda: self.log.read_text(errors="replace")[-2000:])
         authfile = self.directory / "push-auth.json"
         write_private(authfile, json.dumps(json.loads(self.docker_config())).encode())
         for seed in self.seeds:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import BUSYBOX, NGINX, eventually, manifest, pod_spec
-from faults_support import admin_api, isolated_lab, new_namespace
+from builders import BUSYBOX, NGINX, manifest, pod_spec
+from faults_support import isolated_lab, new_namespace
 from test_controller_harness import rewritten_to
 
 from ansible_collections.imageclone.backup.plugins.module_utils.copier import CopyError
@@ -36,6 +36,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.workloads import
 from lab.controller_process import ControllerProcess
 from lab.forward_proxy import ForwardProxy, ProxiedConnection
 from lab.lab import BACKUP_USER, PROXIED_NAMES, Lab
+from lab.waiting import wait_for
 
 NAMESPACE = Resource("Namespace", "v1", "namespaces", namespaced=False)
 
@@ -92,7 +93,7 @@ def test_the_controller_sends_exactly_its_registry_connections_through_the_proxy
     """The reported case: HTTPS_PROXY set, NO_PROXY=127.0.0.1 and the API server at 127.0.0.1. The
     API server's connections stay direct; the engine's requests and skopeo's copies, to registries
     named in the workload and the backup repository, all go through the proxy."""
-    admin = admin_api(iso)
+    admin = iso.admin_api()
     namespace = new_namespace(iso, "proxied")
     admin.create(KINDS["Deployment"], namespace, manifest("Deployment", "app", pod_spec(NamedLab(iso), "Deployment")))
     source, backup = (iso.config.proxied_address(name) for name in ("registry-source", "registry-backup"))
@@ -102,7 +103,7 @@ def test_the_controller_sends_exactly_its_registry_connections_through_the_proxy
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace, repository=repository,
                            authfile=False, args=[f"--backupAuthFile={authfile}"], env=env) as controller:
         controller.wait_leader_ready()
-        eventually(lambda: rewritten_to(repository, "Deployment", admin.get(KINDS["Deployment"], namespace, "app")),
+        wait_for(lambda: rewritten_to(repository, "Deployment", admin.get(KINDS["Deployment"], namespace, "app")),
                    "the Deployment rewritten to its backups", timeout=90)
         assert controller.stored_writes(), "the rewrite went to the API server, which audited it"
     connections = proxy.connections

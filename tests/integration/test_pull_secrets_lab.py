@@ -6,15 +6,17 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from builders import BUSYBOX, NGINX, REDIS, eventually, manifest
+from builders import BUSYBOX, NGINX, REDIS, manifest
 from private_registry import PrivateRegistry
-from test_controller_harness import admin_api, events_for, images_of, rewritten_to
+from test_controller_harness import events_for, rewritten_to
 from test_modules_lab import adhoc
 from test_playbook_lab import run_playbook, variables
 
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.controller_process import ControllerProcess
+from lab.waiting import wait_for
+from lab.workloads import container_images
 
 DEPLOYMENT = KINDS["Deployment"]
 
@@ -37,7 +39,7 @@ def leaked(private: PrivateRegistry, text: str) -> list[str]:
 
 
 def test_the_playbook_copies_a_private_image_with_the_workloads_pull_secret_alone(lab, namespace, private):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(SECRET, namespace, private.secret("team-cred"))
     admin.create(DEPLOYMENT, namespace, private_deployment(private, "team-app", NGINX, "team-cred"))
     repository = f"pullcreds/{uuid.uuid4().hex[:8]}"
@@ -45,7 +47,7 @@ def test_the_playbook_copies_a_private_image_with_the_workloads_pull_secret_alon
     assert "imageclone_source_authfile" not in extra
 
     done = run_playbook(lab, "migrate", extra, "-v")
-    image = images_of("Deployment", admin.get(DEPLOYMENT, namespace, "team-app"))["main"]
+    image = container_images("Deployment", admin.get(DEPLOYMENT, namespace, "team-app"))["main"]
     assert image.startswith(f"{extra['imageclone_backup_registry']}:") and image.endswith(lab.config.seeds[NGINX])
     assert "workloads: 1 (rewritten 1, unchanged 0, blocked 0, failed 0)" in done.stdout, done.stdout[-3000:]
     assert not leaked(private, done.stdout + done.stderr)
@@ -53,7 +55,7 @@ def test_the_playbook_copies_a_private_image_with_the_workloads_pull_secret_alon
 
 def test_without_a_usable_secret_or_with_the_option_off_the_modules_block_the_workload(lab, namespace, private,
                                                                                       tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(SECRET, namespace, private.secret("team-cred"))
     admin.create(DEPLOYMENT, namespace, private_deployment(private, "orphan", REDIS, "absent-cred"))
     admin.create(DEPLOYMENT, namespace, private_deployment(private, "team-app", BUSYBOX, "team-cred"))
@@ -87,30 +89,30 @@ def test_without_a_usable_secret_or_with_the_option_off_the_modules_block_the_wo
 
 
 def test_the_controller_copies_a_private_image_with_the_workloads_pull_secret_alone(lab, namespace, private, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(SECRET, namespace, private.secret("team-cred"))
     admin.create(DEPLOYMENT, namespace, private_deployment(private, "team-app", NGINX, "team-cred"))
     admin.create(DEPLOYMENT, namespace, private_deployment(private, "orphan", REDIS, "absent-cred"))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace) as process:
         process.wait_leader_ready()
-        eventually(lambda: rewritten_to(process.repository, "Deployment", admin.get(DEPLOYMENT, namespace, "team-app")),
+        wait_for(lambda: rewritten_to(process.repository, "Deployment", admin.get(DEPLOYMENT, namespace, "team-app")),
                    "the private image copied with the workload's pull Secret and the workload rewritten")
-        failed = eventually(lambda: [e for e in events_for(lab, namespace, "orphan") if e["reason"] == "BackupFailed"],
+        failed = wait_for(lambda: [e for e in events_for(lab, namespace, "orphan") if e["reason"] == "BackupFailed"],
                             "a BackupFailed Event for the workload whose pull Secret does not exist")
         assert f"pull Secret {namespace}/absent-cred does not exist" in failed[0]["message"], failed[0]["message"]
         assert "--sourceAuthFile" not in " ".join(process.argv)
-    assert images_of("Deployment", admin.get(DEPLOYMENT, namespace, "orphan"))["main"] == private.image(REDIS)
+    assert container_images("Deployment", admin.get(DEPLOYMENT, namespace, "orphan"))["main"] == private.image(REDIS)
     assert not leaked(private, process.log_text() + repr(events_for(lab, namespace, "orphan")))
 
 
 def test_the_controller_with_use_pull_secrets_off_leaves_the_workload_blocked(lab, namespace, private, tmp_path):
-    admin = admin_api(lab)
+    admin = lab.admin_api()
     admin.create(SECRET, namespace, private.secret("team-cred"))
     admin.create(DEPLOYMENT, namespace, private_deployment(private, "team-app", NGINX, "team-cred"))
     with ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
                            args=["--usePullSecrets=false"]) as process:
         process.wait_leader_ready()
-        failed = eventually(lambda: [e for e in events_for(lab, namespace, "team-app")
+        failed = wait_for(lambda: [e for e in events_for(lab, namespace, "team-app")
                                      if e["reason"] == "BackupFailed"], "a BackupFailed Event")
     assert "no username/password configured" in failed[0]["message"], failed[0]["message"]
-    assert images_of("Deployment", admin.get(DEPLOYMENT, namespace, "team-app"))["main"] == private.image(NGINX)
+    assert container_images("Deployment", admin.get(DEPLOYMENT, namespace, "team-app"))["main"] == private.image(NGINX)
