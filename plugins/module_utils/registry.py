@@ -301,8 +301,10 @@ class RegistryClient:
         self._proxies = ProxyEnvironment.from_environ(os.environ) if proxies is None else proxies
         context = tls_context(ca_bundle, certs_dir)
         # block=False: a burst beyond pool_size opens extra connections instead of queueing.
-        self._pool_options: dict[str, Any] = dict(num_pools=64, maxsize=pool_size, block=False, ssl_context=context,
-                                  timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False)
+        self._pool_options: dict[str, Any] = {
+            "num_pools": 64, "maxsize": pool_size, "block": False, "ssl_context": context,
+            "timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False,
+        }
         self._pool = urllib3.PoolManager(**self._pool_options)
         self._proxy_pools: dict[Proxy, urllib3.ProxyManager] = {}
         self._lock = threading.Lock()

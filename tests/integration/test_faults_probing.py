@@ -292,7 +292,7 @@ def test_workloads_of_a_terminating_namespace_are_skipped(lab, api, tmp_path):
                                                         finalizers=["imageclone.io/probing-hold"]))
     backup = lab.backup_options("probing")
     adhoc(tmp_path, "image_backup", {**backup, "images": [lab.source_image(NGINX)]})
-    api.api_client.call_api(f"/api/v1/namespaces/{namespace}", "DELETE", _preload_content=False)
+    api.delete(NAMESPACE, None, namespace)
     try:
         wait_for(lambda: api.get(NAMESPACE, None, namespace).get("status", {}).get("phase") == "Terminating",
                  "the namespace terminating")

@@ -31,7 +31,7 @@ def test_a_helm_release_is_reported_as_helm_and_skip_gitops_leaves_only_argocd_a
         "backup_registry": f"{lab.config.backup_registry}/gitops/{uuid.uuid4().hex[:8]}",
         "backup_authfile": str(lab.backup_authfile), "certs_dir": str(lab.certs_dir)})
     engine = Migration.from_options({"kubeconfig": str(lab.kubeconfig)}, options,
-                                    Scope(namespaces=(namespace,), skip_gitops=True))
+                                    Scope(kinds=(KINDS["Deployment"],), namespaces=(namespace,), skip_gitops=True))
 
     report = engine.run()
 

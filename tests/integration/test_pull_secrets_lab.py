@@ -49,7 +49,7 @@ def test_the_playbook_copies_a_private_image_with_the_workloads_pull_secret_alon
     done = run_playbook(lab, "migrate", extra, "-v")
     image = container_images("Deployment", admin.get(DEPLOYMENT, namespace, "team-app"))["main"]
     assert image.startswith(f"{extra['imageclone_backup_registry']}:") and image.endswith(lab.config.seeds[NGINX])
-    assert "workloads: 1 (rewritten 1, unchanged 0, blocked 0, failed 0)" in done.stdout, done.stdout[-3000:]
+    assert "workloads: 1 (rewritten 1, unchanged 0, owned 0, blocked 0, failed 0)" in done.stdout, done.stdout[-3000:]
     assert not leaked(private, done.stdout + done.stderr)
 
 
