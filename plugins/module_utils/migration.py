@@ -187,8 +187,15 @@ class Migration:
         wanted = images_to_back_up(workloads, policy)
         # One reader per pass: a Secret created or rotated since the last pass is read afresh.
         reader = PullSecretReader(self.api) if self.use_pull_secrets else None
-        access = self._source_credentials(reader, workloads, wanted)
-        outcomes = access.explain(self.backups.ensure_all(wanted, access.stores))
+        # The configured credentials first: the workloads' pull Secrets (and their ServiceAccounts) are read
+        # only for the images not backed up without them, so public images cost no request to the API server.
+        outcomes = self.backups.ensure_all(wanted)
+        unverified = {image: wanted[image] for image, outcome in outcomes.items() if not outcome.verified}
+        if unverified:
+            access = self._source_credentials(reader, workloads, unverified)
+            lent = {image: unverified[image] for image in access.stores}
+            retried = self.backups.ensure_all(lent, access.stores) if lent else {}
+            outcomes |= access.explain({image: retried.get(image, outcomes[image]) for image in unverified})
         in_backup = {image.image: image.reference for w in workloads for image in w.images
                      if image.reference is not None and is_backup_reference(image.reference, policy)}
         verified = self.backups.ensure_all(in_backup)
