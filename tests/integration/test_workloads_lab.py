@@ -322,7 +322,7 @@ def test_opted_out_and_gitops_workloads(lab, api, admin, namespace):
         "Deployment",
         "argo",
         pod_spec(lab, "Deployment"),
-        labels={"app.kubernetes.io/instance": "shop"},
+        labels={"argocd.argoproj.io/instance": "shop"},
     )
     create(admin, namespace, "Deployment", "quiet", pod_spec(lab, "Deployment"))
     admin.patch(KINDS["Deployment"], namespace, "quiet", {"metadata": {"annotations": {"imageclone.io/skip": "true"}}})
