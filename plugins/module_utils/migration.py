@@ -124,8 +124,8 @@ class MigrationReport:
 class Migration:
     """Discover → back up → rewrite, with one ``Backups`` (a ``BackupService``) and one ``KubeApi``.
 
-    With ``use_pull_secrets``, each pass reads the pull Secrets of the workloads whose images it backs up
-    (see ``pullcredentials``) and lends them to the source registries the configured credentials do not cover.
+    With ``use_pull_secrets``, an image the configured credentials could not back up is tried again with
+    the pull Secrets of the workloads using it (see ``pullcredentials``), read in that pass.
     """
 
     def __init__(
