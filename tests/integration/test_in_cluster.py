@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from builders import manifest, pod_spec
@@ -78,6 +79,21 @@ def test_two_replicas_run_with_in_cluster_configuration_and_one_holds_the_lease(
                if event.get("objectRef", {}).get("resource") == "leases"
                and event.get("objectRef", {}).get("namespace") == NAMESPACE}
     assert writers == {f"system:serviceaccount:{NAMESPACE}:{SA}"}
+
+
+def test_the_image_runs_as_non_root_with_tini_as_pid_1(lab, installed):
+    built = json.loads((image_build.ensure_image() / "build.json").read_text())
+    assert built["user"] == "65532:65532" and built["entrypoint"][:2] == ["/usr/bin/tini", "--"], built
+    record("image_layers", built["layers"])
+    record("image_compressed_mib", round(built["compressed_bytes"] / 2**20, 1))
+    tasks = dict(line.split()[:2] for line in lab.node.ctr("tasks", "list").stdout.splitlines()[1:])
+    for pod in in_cluster.controller_pods(lab, NAMESPACE):
+        container = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+        init = Path(f"/proc/{tasks[container]}")
+        assert (init / "cmdline").read_bytes().split(b"\0")[0] == b"/usr/bin/tini"
+        ids = {line.split(":")[0]: set(line.split()[1:]) for line in (init / "status").read_text().splitlines()
+               if line.startswith(("Uid:", "Gid:"))}
+        assert ids == {"Uid": {"65532"}, "Gid": {"65532"}}, ids
 
 
 def test_the_leader_rewrites_a_new_deployment(lab, admin, installed):
