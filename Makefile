@@ -3,12 +3,14 @@ SHELL := /bin/bash
 PYTHON := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help bootstrap binaries lab-up lab-down lab-status demo lint test test-unit test-integration bench
+.PHONY: help bootstrap binaries helm image image-build deploy lab-up lab-down lab-status demo lint test test-unit test-integration bench
 
 help:
 	@echo "make demo        bring the local lab up and run image-clone's main job on it"
 	@echo "make test        install everything, then run the linters and every test suite"
 	@echo "make bench       benchmarks against skopeo sync and a naive loop (docs/benchmarks.md)"
+	@echo "make image       build the controller's image offline (buildah, mmdebstrap) and push it to the lab"
+	@echo "make deploy      render deploy/ from the Helm chart (charts/image-clone)"
 	@echo "make lab-up | lab-down | lab-status"
 
 bootstrap:
@@ -16,6 +18,22 @@ bootstrap:
 
 binaries: bootstrap
 	@$(PYTHON) -c 'from lab.binaries import ensure_binaries; print("lab binaries:", ensure_binaries())'
+
+# helm, built from the pinned Go module like the lab's binaries (lab/helm.py).
+helm: bootstrap
+	@$(PYTHON) -m lab.helm build
+
+# The controller's image from deploy/Containerfile, built offline from a mmdebstrap base and a
+# wheelhouse, everything cached under ~/.cache/image-clone (lab/image_build.py).
+image-build: bootstrap
+	@$(PYTHON) -m lab.image_build
+
+image: lab-up
+	@$(PYTHON) -m lab.image_build --push
+
+# deploy/ is the chart rendered with its defaults; a test fails when they drift.
+deploy: helm
+	@$(PYTHON) -m lab.helm render-deploy
 
 lab-up: binaries
 	@$(PYTHON) -m lab up
@@ -37,7 +55,7 @@ lint: bootstrap
 
 # pytest-ansible links the collection under collections/ once; refresh it so new
 # top-level folders are visible to the tests.
-test: binaries lint
+test: binaries helm image-build lint
 	@rm -rf collections
 	@$(PYTHON) -m pytest
 
@@ -45,7 +63,7 @@ test-unit: bootstrap
 	@rm -rf collections
 	@$(PYTHON) -m pytest tests/unit
 
-test-integration: binaries
+test-integration: binaries helm image-build
 	@rm -rf collections
 	@$(PYTHON) -m pytest tests/integration
 

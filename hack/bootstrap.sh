@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # containerd, runc, the CNI plugins and busybox-static make the lab's node: it runs pods
-# whose images are built from Debian's static busybox.
-APT_PACKAGES=(skopeo docker-registry apache2-utils containerd runc containernetworking-plugins busybox-static)
+# whose images are built from Debian's static busybox. mmdebstrap and buildah build the
+# controller's image offline (lab/image_build.py).
+APT_PACKAGES=(skopeo docker-registry apache2-utils containerd runc containernetworking-plugins busybox-static
+              mmdebstrap buildah)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,20 +1,19 @@
 """Build the lab's Kubernetes components, etcd and kubectl from the pinned Go module.
 
-Binaries are cached outside the clone under ``~/.cache/image-clone/bin/<key>/``;
-the key hashes go.mod and go.sum, so a changed pin rebuilds and an unchanged one
-is instant.
+Binaries are cached outside the clone under ``~/.cache/image-clone/bin/<key>/``
+(lab/cache.py); the key hashes go.mod and go.sum, so a changed pin rebuilds and an
+unchanged one is instant.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from lab.cache import cache_root, cached, digest_of
 
 GO_MODULE = Path(__file__).resolve().parent / "kube"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl")
@@ -28,10 +27,13 @@ def kubernetes_version() -> str:
     return match.group(1)
 
 
+def cache_key() -> str:
+    """The cache entry's name: the release and a hash of go.mod and go.sum."""
+    return f"{kubernetes_version()}-{digest_of(GO_MODULE / 'go.mod', GO_MODULE / 'go.sum')}"
+
+
 def cache_dir() -> Path:
-    root = Path(os.environ.get("IMAGECLONE_CACHE", Path.home() / ".cache" / "image-clone"))
-    pin = hashlib.sha256((GO_MODULE / "go.mod").read_bytes() + (GO_MODULE / "go.sum").read_bytes())
-    return root / "bin" / f"{kubernetes_version()}-{pin.hexdigest()[:12]}"
+    return cache_root() / "bin" / cache_key()
 
 
 def _ldflags() -> str:
@@ -47,28 +49,22 @@ def _ldflags() -> str:
 
 def ensure_binaries(log=sys.stderr) -> Path:
     """Return the directory holding every lab binary, building them first if needed."""
-    target = cache_dir()
-    if all((target / name).is_file() for name in COMPONENTS):
-        return target
+    def build(staging: Path) -> None:
+        go_build(GO_MODULE, ["./cmd/..."], staging, _ldflags())
+
+    return cached("bin", cache_key(), build, expect=COMPONENTS, log=log,
+                  what=f"{', '.join(COMPONENTS)} {kubernetes_version()} from Go modules "
+                       f"(first time only: about 5 minutes on 2 cores)")
+
+
+def go_build(module: Path, packages: list[str], output: Path, ldflags: str) -> None:
+    """``go build`` of ``packages`` in ``module`` into the directory ``output``: static, reproducible, and
+    with the module's go.sum as the only source of truth."""
     if shutil.which("go") is None:
-        raise RuntimeError("the lab needs the Go toolchain to build kube-apiserver; 'go' is not on PATH")
-    print(f"building {', '.join(COMPONENTS)} {kubernetes_version()} from Go modules "
-          f"(first time only: about 5 minutes on 2 cores) ...", file=log, flush=True)
-    started = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-    try:
-        subprocess.run(
-            ["go", "build", "-trimpath", f"-ldflags={_ldflags()}", "-o", f"{staging}/", "./cmd/..."],
-            cwd=GO_MODULE,
-            check=True,
-            env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"},
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    print(f"built in {time.monotonic() - started:.0f}s into {target}", file=log, flush=True)
-    return target
+        raise RuntimeError(f"building {module.name} needs the Go toolchain; 'go' is not on PATH")
+    subprocess.run(
+        ["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", f"{output}/", *packages],
+        cwd=module,
+        check=True,
+        env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"},
+    )

@@ -57,8 +57,11 @@ class StartupError(Exception):
 
 
 def identity() -> str:
-    """Who we are in the Lease: the pod (host) name and a random suffix, unique per process."""
-    return f"{socket.gethostname()}_{uuid.uuid4().hex[:10]}"
+    """Who we are in the Lease: the pod name and a random suffix, unique per process.
+
+    ``$POD_NAME`` (the downward API, set by deploy/ and the chart) comes first: with ``hostNetwork`` every
+    pod shares the node's hostname, and the Lease would not tell which pod leads."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:10]}"
 
 
 class Manager:

@@ -103,9 +103,9 @@ def test_workloads_created_around_an_api_server_restart_converge(iso, tmp_path, 
 
 
 def test_deploy_manifests_apply_in_one_command_and_pass_the_restricted_pod_security_level(iso):
-    applied = iso.kubectl("apply", "-f", str(REPO / "deploy"))
+    applied = iso.kubectl("apply", "-k", str(REPO / "deploy"))
     assert applied.returncode == 0, applied.stderr
-    again = iso.kubectl("apply", "-f", str(REPO / "deploy"))
+    again = iso.kubectl("apply", "-k", str(REPO / "deploy"))
     assert again.returncode == 0 and "created" not in again.stdout
     admin = iso.admin_api()
     stored = admin.get(KINDS["Deployment"], "image-clone", "image-clone-controller")

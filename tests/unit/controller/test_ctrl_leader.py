@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import copy
+import socket
 import threading
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError
 from imageclone_controller.leader import LeaderElector, Timing
 from imageclone_controller.log import fields
+from imageclone_controller.manager import identity
 
 FIELDS = next(iter(fields()))  # the log record attribute holding structured fields
 
@@ -196,3 +198,11 @@ def test_failures_are_logged_once_then_every_few_minutes_and_readiness_sees_them
     assert len([r for r in caplog.records if r.msg.startswith("lease update failed")]) == 2
     api.get = FakeLeases().get
     assert candidate.try_acquire_or_renew() is True and candidate.last_error is None
+
+
+def test_the_identity_names_the_pod_even_when_it_shares_the_nodes_hostname(monkeypatch):
+    monkeypatch.setenv("POD_NAME", "image-clone-controller-7d9f-abcde")
+    first, second = identity(), identity()
+    assert first.rsplit("_", 1)[0] == "image-clone-controller-7d9f-abcde" and first != second
+    monkeypatch.delenv("POD_NAME")
+    assert identity().rsplit("_", 1)[0] == socket.gethostname()
