@@ -503,10 +503,11 @@ class RegistryClient:
             try:
                 response = pool.request(method, url, headers=headers, body=body, redirect=False,
                                         preload_content=not stream)
-            except urllib3.exceptions.SSLError as error:
-                raise RegistryError(ref, f"TLS failure talking to {host}: {_reason(error)} "
-                                    "(is the registry's CA in ca_bundle or certs_dir?)") from None
             except urllib3.exceptions.HTTPError as error:
+                # A connection cut during the handshake is an outage like any other, not a certificate problem.
+                if isinstance(error, urllib3.exceptions.SSLError) and "EOF" not in _reason(error):
+                    raise RegistryError(ref, f"TLS failure talking to {host}: {_reason(error)} "
+                                        "(is the registry's CA in ca_bundle or certs_dir?)") from None
                 delay = backoff_delay(attempt, None, cap=self._max_backoff)
                 if not self._should_retry(attempt, delay) or not _replayable(body):
                     raise RegistryUnavailable(ref, f"no answer from {route} after "
