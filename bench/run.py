@@ -386,7 +386,14 @@ def _loadavg() -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    profile = argparse.ArgumentParser(add_help=False)
+    profile.add_argument("--profile", choices=("loopback", "wan"), default="loopback")
+    chosen, rest = profile.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if chosen.profile == "wan":
+        from bench import wan
+
+        return wan.main(rest)
+    args = parse_args(rest)
     tmp = Path(tempfile.mkdtemp(prefix="image-clone-bench-"))
     try:
         results = Run(args, tmp).run()
