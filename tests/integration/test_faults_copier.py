@@ -5,6 +5,7 @@ or stalls it, while a large layer streams. The copy fails, the destination tag i
 """
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -83,3 +84,31 @@ def test_a_blob_transfer_cut_midway_tags_nothing_and_a_rerun_completes(lab, toxi
     toxiproxy.remove_toxic(proxy, f"{toxic}_downstream")
     native_copier(lab).copy(parse_reference(f"{address}/{path}"), parse_reference(destination), credentials)
     assert tag_digest(lab, destination) == tag_digest(lab, image)
+
+
+def test_cancel_cuts_the_transfers_running_now_and_refuses_new_copies_until_resume(lab, toxiproxy, source):
+    _proxy, address = source
+    image = big_image(lab, "faults/cancel")
+    path = image.split("/", 1)[1]
+    repository = f"faults/cancel/{uuid.uuid4().hex[:10]}"
+    destination = parse_reference(f"{lab.config.backup_registry}/{repository}:v1")
+    credentials = CredentialStore.from_authfile(lab.backup_authfile)
+    copier = native_copier(lab)
+    log = AccessLog(lab)
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(copier.copy, parse_reference(f"{address}/{path}"), destination, credentials)
+        wait_for(lambda: log.count(repository, "POST", "/blobs/uploads/") >= 2, "a blob upload to start",
+                 interval=0.01)
+        started = time.monotonic()
+        assert copier.cancel() == 1
+        with pytest.raises(CopyError, match="cancelled"):
+            running.result(timeout=60)
+        assert time.monotonic() - started < 5  # cut, not waited out (the layers need seconds at this rate)
+    with pytest.raises(CopyError, match="cancelled"):
+        copier.copy(parse_reference(f"{address}/{path}"), destination, credentials)
+    assert tag_digest(lab, str(destination)) is None and log.manifests_written(repository) == 0
+
+    copier.resume()
+    copier.copy(parse_reference(f"{address}/{path}"), destination, credentials)
+    assert tag_digest(lab, str(destination)) == tag_digest(lab, image)
