@@ -192,7 +192,7 @@ class BlobCopier:
         if self.transfers.cancelled:
             raise TransferCancelled()
         response = client.request(ref, "GET", f"/v2/{ref.path}/blobs/{blob.digest}", stream=True)
-        for _ in range(_MAX_REDIRECTS):
+        for _hop in range(_MAX_REDIRECTS):
             if response.status not in _REDIRECTS or not response.headers.get("Location"):
                 break
             location = urljoin(response.geturl() or "", response.headers["Location"])

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, Union
 from urllib.parse import urlencode, urlsplit
 
 try:
@@ -78,7 +78,7 @@ _PARAM_RE: Final = re.compile(rf"\s*({_TOKEN})\s*=\s*({_TOKEN}|{_QUOTED})\s*(,|$
 _DIGITS_RE: Final = re.compile(r"[0-9]+")
 
 # A request body: text or bytes (sent again on a retry), or a stream of chunks (sent once).
-Body: TypeAlias = "str | bytes | Iterable[bytes] | None"
+Body: TypeAlias = Union[str, bytes, Iterable[bytes], None]
 
 
 class RegistryError(Exception):
