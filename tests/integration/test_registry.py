@@ -19,6 +19,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
     CredentialStore,
     write_authfile,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
     RegistryAuthError,
@@ -307,3 +308,15 @@ def test_a_client_with_other_credentials_shares_connections_but_never_a_token(la
             anonymous.head_manifest(private)
         assert alice.head_manifest(private) is not None
         assert anonymous.request_counts() == alice.request_counts()
+
+
+def test_the_native_copier_pushes_into_a_bearer_registry_with_a_push_scoped_token(lab, token_lab):
+    source = parse_reference(lab.source_image("library/nginx:1.27"))
+    destination = ref(token_lab.registry, "acme/copied:1.27")
+    store = token_lab.store(username=token_lab.username, password=token_lab.password)
+    before = len(token_lab.token_lines())
+    with RegistryClient(store, certs_dir=lab.certs_dir) as client:
+        NativeCopier(client).copy(source, destination, store)
+        assert client.head_manifest(destination).digest == lab.config.seeds["library/nginx:1.27"]
+    scopes = [line.split(" scope=")[1].split()[0] for line in token_lab.token_lines()[before:]]
+    assert "repository:acme/copied:pull,push" in scopes, scopes
