@@ -138,7 +138,7 @@ class BlobCopier:
         would rather take an upload (it then opened one, which is abandoned)."""
         query = urlencode({"mount": blob.digest, "from": origin})
         response = client.request(ref, "POST", f"/v2/{ref.path}/blobs/uploads/?{query}", {"Content-Length": "0"},
-                                  push=True)
+                                  push=True, mount_from=origin)
         if response.status == 201:
             self._remember(ref, blob)
             return True

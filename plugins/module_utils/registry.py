@@ -337,17 +337,22 @@ class RegistryClient:
         return _manifest_info(ref, response.headers)
 
     def request(self, ref: ImageReference, method: str, target: str, headers: Mapping[str, str] | None = None,
-                *, push: bool = False, body: Body = None, stream: bool = False) -> urllib3.BaseHTTPResponse:
+                *, push: bool = False, mount_from: str | None = None, body: Body = None,
+                stream: bool = False) -> urllib3.BaseHTTPResponse:
         """Any request to ``ref``'s repository, authorized like ``head_manifest``'s, for copiers.
 
         ``target`` is a path under the registry (``/v2/...``) or an absolute URL
-        (an upload's ``Location``); ``push`` asks for pull and push access.
-        The response is returned whatever its status; with ``stream`` its body
-        is left unread (the caller reads it, then releases or closes it).
-        Raises the errors of ``head_manifest``.
+        (an upload's ``Location``); ``push`` asks for pull and push access, and
+        ``mount_from`` (a repository path of the same registry) for pull access
+        to it too, as a cross-repository mount needs. The response is returned
+        whatever its status; with ``stream`` its body is left unread (the caller
+        reads it, then releases or closes it). Raises the errors of ``head_manifest``.
         """
         url = target if "://" in target else f"{self._base_url(ref.registry)}{target}"
-        return self._authorized(ref, method, url, dict(headers or {}), "pull,push" if push else "pull", body, stream)
+        scope = f"repository:{ref.path}:{'pull,push' if push else 'pull'}"
+        if mount_from is not None:
+            scope += f" repository:{mount_from}:pull"
+        return self._authorized(ref, method, url, dict(headers or {}), scope, body, stream)
 
     def fetch(self, ref: ImageReference, url: str) -> urllib3.BaseHTTPResponse:
         """A streamed GET of ``url`` with no credentials: where a registry redirects a blob download
@@ -390,9 +395,10 @@ class RegistryClient:
     # -- authentication --------------------------------------------------------------
 
     def _authorized(self, ref: ImageReference, method: str, url: str, headers: dict[str, str],
-                    actions: str = "pull", body: Body = None, stream: bool = False) -> urllib3.BaseHTTPResponse:
-        """Send the request with whatever auth the registry wants; one retry after a 401."""
-        scope = f"repository:{ref.path}:{actions}"
+                    scope: str | None = None, body: Body = None, stream: bool = False) -> urllib3.BaseHTTPResponse:
+        """Send the request with whatever auth the registry wants; one retry after a 401. ``scope``:
+        the token scopes, space-separated (default: pull access to ``ref``'s repository)."""
+        scope = scope or f"repository:{ref.path}:pull"
         sent = self._upfront_authorization(ref, scope)
         response = self._send(ref, method, url, _with_auth(headers, sent), body, stream=stream)
         if response.status == 401:
@@ -439,14 +445,15 @@ class RegistryClient:
         """Ask the challenge's realm for a ``scope`` token; return (token, reusable seconds)."""
         realm = challenge.params.get("realm", "")
         self._check_realm(ref, realm)
-        query = {"scope": scope}
+        # One scope parameter per scope, as the token spec wants several.
+        query = [("scope", one) for one in scope.split(" ")]
         if "service" in challenge.params:
-            query["service"] = challenge.params["service"]
+            query.append(("service", challenge.params["service"]))
         headers = {"User-Agent": self._user_agent}
         if credential is not None and credential.identity_token:
             # An identity token is an OAuth2 refresh token: exchanged by POST, per the token spec.
-            form = {**query, "grant_type": "refresh_token", "refresh_token": credential.identity_token,
-                    "client_id": _OAUTH_CLIENT_ID}
+            form = [*query, ("grant_type", "refresh_token"), ("refresh_token", credential.identity_token),
+                    ("client_id", _OAUTH_CLIENT_ID)]
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             response = self._send(ref, "POST", realm, headers, body=urlencode(form))
         else:
