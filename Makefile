@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 help:
 	@echo "make demo        bring the local lab up and run image-clone's main job on it"
 	@echo "make test        install everything, then run the linters and every test suite"
-	@echo "make bench       benchmarks against skopeo sync and a naive loop (docs/benchmarks.md)"
+	@echo "make bench       benchmarks against skopeo sync and a naive loop, on loopback and over a WAN (docs/benchmarks.md)"
 	@echo "make image       build the controller's image offline (buildah, mmdebstrap) and push it to the lab"
 	@echo "make deploy      render deploy/ from the Helm chart (charts/image-clone)"
 	@echo "make lab-up | lab-down | lab-status"
@@ -69,3 +69,4 @@ test-integration: binaries helm image-build
 
 bench: binaries
 	@$(PYTHON) -m bench
+	@$(PYTHON) -m bench --profile wan

@@ -35,9 +35,11 @@ BIN = Path(sys.executable).parent
 
 # -- the playbook ------------------------------------------------------------------------
 
-def playbook_vars(bl: BenchLab, repository: str, batch: int, kinds: Sequence[str]) -> dict[str, Any]:
+def playbook_vars(bl: BenchLab, repository: str, batch: int, kinds: Sequence[str],
+                  copier: str = "skopeo") -> dict[str, Any]:
     lab = bl.lab
     return {
+        "imageclone_copier": copier,
         "imageclone_backup_registry": repository,
         "imageclone_backup_authfile": str(lab.backup_authfile),
         "imageclone_certs_dir": str(lab.certs_dir),
@@ -91,12 +93,12 @@ def skopeo_calls(timing: Path) -> dict[str, Any]:
 
 
 def run_playbook(bl: BenchLab, workdir: Path, repository: str, batch: int, kinds: Sequence[str],
-                 label: str, shim: Path | None = None) -> dict[str, Any]:
+                 label: str, shim: Path | None = None, copier: str = "skopeo") -> dict[str, Any]:
     """Run the migrate playbook once; wall time plus per-task durations from the ``ansible.posix.json`` callback.
 
     With ``shim`` (a directory from ``skopeo_shim``), skopeo calls are timed too."""
     workdir.mkdir(parents=True, exist_ok=True)
-    extra = playbook_vars(bl, repository, batch, kinds)
+    extra = playbook_vars(bl, repository, batch, kinds, copier)
     path = f"{BIN}:{os.environ['PATH']}" if shim is None else f"{shim}:{BIN}:{os.environ['PATH']}"
     env = {
         **os.environ,

@@ -26,6 +26,7 @@ from bench.report import (
     targets_table,
     warm_table,
 )
+from bench.wan import wan_text
 
 
 def _task(item: dict, start: str) -> float | None:
@@ -522,8 +523,9 @@ def errors_text(r: dict) -> str:
     return "\n".join(parts)
 
 
-def render(r: dict[str, Any]) -> str:
-    sections = [header(r), results_section(r), "## What limits each figure", cold_text(r), warm_text(r),
+def render(r: dict[str, Any], wan: dict[str, Any] | None = None) -> str:
+    sections = [header(r), results_section(r), wan_text(wan) if wan else "", "## What limits each figure",
+                cold_text(r), warm_text(r),
                 controller_text(r), errors_text(r)]
     return "\n\n".join(section for section in sections if section).rstrip() + "\n"
 
@@ -532,10 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.doc")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results.json")
     parser.add_argument("--doc", type=Path, help="write the benchmarks document here (docs/benchmarks.md)")
+    parser.add_argument("--wan-json", type=Path, default=REPO / "bench" / "results-wan.json",
+                        help="the WAN profile's results, shown when the file exists")
     args = parser.parse_args(argv)
     results = json.loads(args.json.read_text())
+    wan = json.loads(args.wan_json.read_text()) if args.wan_json.exists() else None
     if args.doc:
-        args.doc.write_text(render(results))
+        args.doc.write_text(render(results, wan))
         print(f"wrote {args.doc}")
     else:
         print(table(results))

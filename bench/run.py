@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--controller-workers", type=int, default=16,
                         help="a second burst with the controller's --workers at this (0: skip; default 16)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) for debugging")
+    parser.add_argument("--copier", choices=("skopeo", "native"), default="skopeo",
+                        help="the playbook's copier (imageclone_copier; default skopeo)")
     args = parser.parse_args(argv)
     args.workloads = args.workloads or (100 if args.quick else 1000)
     args.images = args.images or (30 if args.quick else 200)
@@ -206,7 +208,8 @@ class Run:
         # Cold runs time every skopeo call through a logging shim first on PATH (about 2 ms per call).
         shim = self.shim if label.startswith("cold") else None
         return self.measure(label, lambda: contenders.run_playbook(
-            self.bl, self.tmp / "ansible", self.repo_playbook, batch, BENCH_KINDS, label, shim=shim),
+            self.bl, self.tmp / "ansible", self.repo_playbook, batch, BENCH_KINDS, label, shim=shim,
+            copier=self.args.copier),
             storage=label.startswith("cold"), quiet=quiet)
 
     def sync(self, label: str, quiet: bool = False) -> dict[str, Any]:
@@ -386,7 +389,14 @@ def _loadavg() -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    profile = argparse.ArgumentParser(add_help=False)
+    profile.add_argument("--profile", choices=("loopback", "wan"), default="loopback")
+    chosen, rest = profile.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if chosen.profile == "wan":
+        from bench import wan
+
+        return wan.main(rest)
+    args = parse_args(rest)
     tmp = Path(tempfile.mkdtemp(prefix="image-clone-bench-"))
     try:
         results = Run(args, tmp).run()

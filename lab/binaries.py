@@ -1,8 +1,11 @@
-"""Build the lab's Kubernetes components, etcd and kubectl from the pinned Go module.
+"""Build the lab's Go programs from pinned Go modules, once per pin.
 
-Binaries are cached outside the clone under ``~/.cache/image-clone/bin/<key>/``
-(lab/cache.py); the key hashes go.mod and go.sum, so a changed pin rebuilds and an
-unchanged one is instant.
+Two module folders: ``kube/`` (the Kubernetes components, etcd and kubectl
+at one release) and ``tools/`` (distribution v3, a second registry
+implementation, and toxiproxy, a fault-injecting TCP proxy). Binaries are
+cached outside the clone under ``~/.cache/image-clone/bin/<key>/``
+(lab/cache.py); the key hashes go.mod and go.sum, so a changed pin rebuilds
+and an unchanged one is instant.
 """
 from __future__ import annotations
 
@@ -15,8 +18,12 @@ from pathlib import Path
 
 from lab.cache import cache_root, cached, digest_of
 
-GO_MODULE = Path(__file__).resolve().parent / "kube"
+LAB = Path(__file__).resolve().parent
+GO_MODULE = LAB / "kube"
+TOOLS_MODULE = LAB / "tools"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl")
+# toxiproxy's server is built from its own package; its binary takes the package's name.
+TOOLS = ("registry", "server")
 
 
 def kubernetes_version() -> str:
@@ -48,7 +55,7 @@ def _ldflags() -> str:
 
 
 def ensure_binaries(log=sys.stderr) -> Path:
-    """Return the directory holding every lab binary, building them first if needed."""
+    """Return the directory holding every Kubernetes binary of the lab, building them first if needed."""
     def build(staging: Path) -> None:
         go_build(GO_MODULE, ["./cmd/..."], staging, _ldflags())
 
@@ -68,3 +75,13 @@ def go_build(module: Path, packages: list[str], output: Path, ldflags: str) -> N
         check=True,
         env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"},
     )
+
+
+def ensure_tools(log=sys.stderr) -> Path:
+    """Return the directory holding ``registry`` (distribution v3) and ``server`` (toxiproxy)."""
+    def build(staging: Path) -> None:
+        go_build(TOOLS_MODULE, ["./cmd/...", "github.com/Shopify/toxiproxy/v2/cmd/server"], staging, "-s -w")
+
+    key = f"tools-{digest_of(TOOLS_MODULE / 'go.mod', TOOLS_MODULE / 'go.sum')}"
+    return cached("bin", key, build, expect=TOOLS, log=log,
+                  what="distribution v3 and toxiproxy from Go modules (first time only: about 2 minutes on 2 cores)")

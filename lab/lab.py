@@ -351,6 +351,13 @@ class Lab:
     def _ensure_registry(self, name: str, config: LabConfig, tls: Identity, authenticated: bool) -> None:
         if self.daemons.pid(name):
             return
+        (self.state / name).mkdir(parents=True, exist_ok=True)
+        htpasswd = self._htpasswd(self.state / name, config) if authenticated else None
+        self.start_registry(name, "docker-registry", config.ports[name], tls, htpasswd)
+
+    def start_registry(self, name: str, binary: str, port: int, tls: Identity, htpasswd: Path | None) -> None:
+        """Run a distribution registry (``binary serve <config>``) as the lab's daemon ``name`` on ``port``,
+        with TLS, storage under ``state/name``, an access log, and basic auth when given ``htpasswd``."""
         directory = self.state / name
         directory.mkdir(parents=True, exist_ok=True)
         settings: dict = {
@@ -361,18 +368,17 @@ class Lab:
                 "delete": {"enabled": True},
             },
             "http": {
-                "addr": f"127.0.0.1:{config.ports[name]}",
+                "addr": f"127.0.0.1:{port}",
                 "secret": secrets.token_hex(16),
                 "tls": {"certificate": str(tls.cert), "key": str(tls.key)},
             },
         }
-        if authenticated:
-            htpasswd = str(self._htpasswd(directory, config))
-            settings["auth"] = {"htpasswd": {"realm": "image-clone-backup", "path": htpasswd}}
+        if htpasswd is not None:
+            settings["auth"] = {"htpasswd": {"realm": "image-clone-backup", "path": str(htpasswd)}}
         config_file = directory / "config.yml"
         config_file.write_text(yaml.safe_dump(settings))
-        self.daemons.start(name, ["docker-registry", "serve", str(config_file)])
-        url = f"https://127.0.0.1:{config.ports[name]}/v2/"
+        self.daemons.start(name, [binary, "serve", str(config_file)])
+        url = f"https://127.0.0.1:{port}/v2/"
         context = ssl.create_default_context(cafile=str(self.ca_cert()))
         self._wait_ready(name, lambda: http_status(url, context) in (200, 401), 30)
 
@@ -393,16 +399,19 @@ class Lab:
 
     # -- images ----------------------------------------------------------------------
 
-    def push_images(self, specs: tuple[ImageSpec, ...], parallel: int = 4) -> dict[str, str]:
-        """Generate ``specs`` and push them to the source registry; return ``repo:tag`` -> digest."""
-        registry = self.config.source_registry
+    def push_images(self, specs: tuple[ImageSpec, ...], parallel: int = 4, registry: str | None = None,
+                    authfile: Path | None = None) -> dict[str, str]:
+        """Generate ``specs`` and push them to the source registry (or ``registry``, logging in with
+        ``authfile``); return ``repo:tag`` -> digest."""
+        registry = registry or self.config.source_registry
+        login = [f"--dest-authfile={authfile}"] if authfile else []
         with tempfile.TemporaryDirectory(prefix="oci-", dir=self.state) as tmp:
             layout = OciLayout(Path(tmp))
             digests = {spec.ref_name: layout.add(spec) for spec in specs}
 
             def push(spec: ImageSpec) -> None:
                 self.skopeo("copy", "--all", "--preserve-digests", "--retry-times=2",
-                            f"--dest-cert-dir={self.certs_dir}",
+                            f"--dest-cert-dir={self.certs_dir}", *login,
                             f"oci:{tmp}:{spec.ref_name}", f"docker://{registry}/{spec.ref_name}")
 
             with ThreadPoolExecutor(parallel) as pool:
@@ -505,6 +514,7 @@ class RegistryRequest:
     path: str
     status: int
     user_agent: str = ""
+    size: int = 0  # bytes of the response body
 
     @property
     def by_node(self) -> bool:
@@ -514,12 +524,13 @@ class RegistryRequest:
 
 _ACCESS_LOG_LINE = re.compile(
     r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
-    r'(?:\S+ "[^"]*" "(?P<agent>[^"]*)")?', re.M)
+    r'(?:(?P<size>\S+) "[^"]*" "(?P<agent>[^"]*)")?', re.M)
 
 
 def parse_access_log(text: str) -> list[RegistryRequest]:
     """The requests in ``text``, lines of a lab registry's log, oldest first; its other lines are left out."""
-    return [RegistryRequest(m["method"], m["path"], int(m["status"]), m["agent"] or "")
+    return [RegistryRequest(m["method"], m["path"], int(m["status"]), m["agent"] or "",
+                            int(m["size"]) if (m["size"] or "").isdigit() else 0)
             for m in _ACCESS_LOG_LINE.finditer(text)]
 
 

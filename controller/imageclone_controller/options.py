@@ -34,6 +34,7 @@ BACKUP_FLAGS: Final[Mapping[str, str]] = {
     "per_registry": "--perRegistry",
     "copy_timeout": "--copyTimeout",
     "retry_times": "--retryTimes",
+    "copier": "--copier",
     "use_pull_secrets": "--usePullSecrets",
 }
 SEED_OPTIONS: Final = ("backup_registry", "backup_username", "backup_password")

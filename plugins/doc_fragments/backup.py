@@ -91,14 +91,24 @@ options:
     default: 4
   copy_timeout:
     description:
-      - Seconds one image copy may take before it is stopped and reported failed.
+      - Seconds one image copy may take before it is stopped and reported failed (with O(copier=skopeo);
+        the native copier stops a transfer when a registry stays silent for the registry timeout).
     type: int
     default: 600
   retry_times:
     description:
-      - How many times skopeo retries a failing copy.
+      - How many times the copier retries a failing copy (skopeo) or a failing blob transfer (native).
     type: int
     default: 3
+  copier:
+    description:
+      - What copies images. V(skopeo) runs one C(skopeo copy --all --preserve-digests) per image.
+      - V(native) copies with the collection's own registry client, in the same process, fetching each blob
+        shared by several images from the source once per run and mounting it into every other repository.
+      - Both copy every platform and preserve every digest; the backup is verified by digest either way.
+    type: str
+    choices: [skopeo, native]
+    default: skopeo
   use_pull_secrets:
     description:
       - Whether the workloads' own pull Secrets are used for their source registries, as their pods pull with them

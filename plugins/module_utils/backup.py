@@ -1,7 +1,8 @@
 """The backup service: make sure images are in the backup registry, verified by digest.
 
 For each distinct source image it HEADs the source and the backup (never a
-manifest GET), copies with its ``Copier`` (skopeo) only when the backup is
+manifest GET; the backup alone when the source is referenced by a digest the
+backup holds), copies with its ``Copier`` only when the backup is
 absent or differs, then HEADs the backup again and requires the source digest. Work runs in a
 bounded thread pool, bounded per source registry too, and a copy requested
 twice at once runs once.
@@ -189,9 +190,16 @@ class BackupService:
         if is_backup_reference(source, self.policy):
             return self._verify_backup(source)
         try:
-            upstream = self._registry_with(credentials).head_manifest(source)
+            if source.digest is not None:
+                # A digest names its content for good: a backup holding it needs no word from upstream.
+                backup, stored = self._backup_slot(source, source.digest)
+                if stored is not None and stored.digest == source.digest:
+                    return self._outcome(source, backup, source.digest, ImageState.PRESENT)
+                upstream = self._registry_with(credentials).head_manifest(source)
+            else:
+                upstream = self._registry_with(credentials).head_manifest(source)
+                backup, stored = self._backup_slot(source, upstream.digest if upstream else None)
             wanted = upstream.digest if upstream else source.digest
-            backup, stored = self._backup_slot(source, wanted)
         except RegistryError as error:
             return _failed(source, str(error), error)
         except InvalidReference as error:  # a nested name over 255 characters: no backup can exist

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
+from ansible_collections.imageclone.backup.plugins.module_utils.copier import Copier
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import (
     Credential,
     CredentialStore,
     PullSecret,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
+from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
 from ansible_collections.imageclone.backup.plugins.module_utils.proxies import ProxyEnvironment
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
@@ -49,6 +51,7 @@ class BackupOptions:
     copy_timeout: int = 600
     retry_times: int = 3
     use_pull_secrets: bool = True
+    copier: str = "skopeo"
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BackupOptions:
@@ -103,8 +106,13 @@ def backup_service(
     proxies = ProxyEnvironment.from_environ(os.environ)
     registry = RegistryClient(store, certs_dir=certs_dir, insecure_registries=insecure,
                               user_agent=DEFAULT_USER_AGENT, pool_size=max(16, options.parallel * 2), proxies=proxies)
-    skopeo = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
-                    timeout=float(options.copy_timeout), proxies=proxies)
+    copier: Copier
+    if options.copier == "native":
+        copier = NativeCopier(registry, workers=max(4, options.parallel * 2), per_registry=options.per_registry + 2,
+                              attempts=options.retry_times + 1)
+    else:
+        copier = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
+                        timeout=float(options.copy_timeout), proxies=proxies)
     settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
                               dry_run=dry_run, copy=copy, restore=restore)
-    return BackupService(registry, skopeo, store, options.policy, settings)
+    return BackupService(registry, copier, store, options.policy, settings)

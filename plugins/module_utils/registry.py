@@ -32,10 +32,10 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, Union
 from urllib.parse import urlencode, urlsplit
 
 try:
@@ -76,6 +76,9 @@ _QUOTED: Final = r'"(?:[^"\\]|\\.)*"'
 _SCHEME_RE: Final = re.compile(rf"[\s,]*({_TOKEN})")
 _PARAM_RE: Final = re.compile(rf"\s*({_TOKEN})\s*=\s*({_TOKEN}|{_QUOTED})\s*(,|$)")
 _DIGITS_RE: Final = re.compile(r"[0-9]+")
+
+# A request body: text or bytes (sent again on a retry), or a stream of chunks (sent once).
+Body: TypeAlias = Union[str, bytes, Iterable[bytes], None]
 
 
 class RegistryError(Exception):
@@ -333,6 +336,29 @@ class RegistryClient:
             raise RegistryError(ref, f"unexpected HTTP {response.status} to a manifest HEAD")
         return _manifest_info(ref, response.headers)
 
+    def request(self, ref: ImageReference, method: str, target: str, headers: Mapping[str, str] | None = None,
+                *, push: bool = False, mount_from: str | None = None, body: Body = None,
+                stream: bool = False) -> urllib3.BaseHTTPResponse:
+        """Any request to ``ref``'s repository, authorized like ``head_manifest``'s, for copiers.
+
+        ``target`` is a path under the registry (``/v2/...``) or an absolute URL
+        (an upload's ``Location``); ``push`` asks for pull and push access, and
+        ``mount_from`` (a repository path of the same registry) for pull access
+        to it too, as a cross-repository mount needs. The response is returned
+        whatever its status; with ``stream`` its body is left unread (the caller
+        reads it, then releases or closes it). Raises the errors of ``head_manifest``.
+        """
+        url = target if "://" in target else f"{self._base_url(ref.registry)}{target}"
+        scope = f"repository:{ref.path}:{'pull,push' if push else 'pull'}"
+        if mount_from is not None:
+            scope += f" repository:{mount_from}:pull"
+        return self._authorized(ref, method, url, dict(headers or {}), scope, body, stream)
+
+    def fetch(self, ref: ImageReference, url: str) -> urllib3.BaseHTTPResponse:
+        """A streamed GET of ``url`` with no credentials: where a registry redirects a blob download
+        (a CDN's signed URL, which must not see the registry's credentials)."""
+        return self._send(ref, "GET", url, {}, stream=True)
+
     def with_credentials(self, credentials: CredentialStore) -> RegistryClient:
         """This client answering with ``credentials``; connections, tokens, throttling and counts stay shared."""
         view = copy.copy(self)
@@ -368,21 +394,26 @@ class RegistryClient:
 
     # -- authentication --------------------------------------------------------------
 
-    def _authorized(self, ref: ImageReference, method: str, url: str,
-                    headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
-        """Send the request with whatever auth the registry wants; one retry after a 401."""
-        scope = f"repository:{ref.path}:pull"
+    def _authorized(self, ref: ImageReference, method: str, url: str, headers: dict[str, str],
+                    scope: str | None = None, body: Body = None, stream: bool = False) -> urllib3.BaseHTTPResponse:
+        """Send the request with whatever auth the registry wants; one retry after a 401. ``scope``:
+        the token scopes, space-separated (default: pull access to ``ref``'s repository)."""
+        scope = scope or f"repository:{ref.path}:pull"
         sent = self._upfront_authorization(ref, scope)
-        response = self._send(ref, method, url, _with_auth(headers, sent))
+        response = self._send(ref, method, url, _with_auth(headers, sent), body, stream=stream)
         if response.status == 401:
+            response.drain_conn()
             challenge = _preferred_challenge(response.headers.get("WWW-Authenticate", ""))
             if challenge is None:
                 raise RegistryAuthError(ref, "HTTP 401 without a Basic or Bearer challenge")
             with self._lock:
                 self._challenges[ref.registry] = challenge
             fresh = self._authorization(ref, challenge, scope, rejected=sent)
+            if fresh != sent and not _replayable(body):
+                # The body was a stream, consumed by the refused request: the caller sends it again.
+                raise RegistryUnavailable(ref, f"the registry asked to authenticate again during a {method}")
             if fresh != sent:
-                response = self._send(ref, method, url, _with_auth(headers, fresh))
+                response = self._send(ref, method, url, _with_auth(headers, fresh), body, stream=stream)
             if response.status == 401:
                 error = _preferred_challenge(response.headers.get("WWW-Authenticate", ""))
                 reason = error.params.get("error") if error is not None else None
@@ -414,14 +445,15 @@ class RegistryClient:
         """Ask the challenge's realm for a ``scope`` token; return (token, reusable seconds)."""
         realm = challenge.params.get("realm", "")
         self._check_realm(ref, realm)
-        query = {"scope": scope}
+        # One scope parameter per scope, as the token spec wants several.
+        query = [("scope", one) for one in scope.split(" ")]
         if "service" in challenge.params:
-            query["service"] = challenge.params["service"]
+            query.append(("service", challenge.params["service"]))
         headers = {"User-Agent": self._user_agent}
         if credential is not None and credential.identity_token:
             # An identity token is an OAuth2 refresh token: exchanged by POST, per the token spec.
-            form = {**query, "grant_type": "refresh_token", "refresh_token": credential.identity_token,
-                    "client_id": _OAUTH_CLIENT_ID}
+            form = [*query, ("grant_type", "refresh_token"), ("refresh_token", credential.identity_token),
+                    ("client_id", _OAUTH_CLIENT_ID)]
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             response = self._send(ref, "POST", realm, headers, body=urlencode(form))
         else:
@@ -463,8 +495,9 @@ class RegistryClient:
         return f"{scheme}://{_API_HOSTS.get(registry, registry)}"
 
     def _send(self, ref: ImageReference, method: str, url: str, headers: dict[str, str],
-              body: str | None = None) -> urllib3.BaseHTTPResponse:
-        """One request, retried through throttling, 5xx answers and connection failures."""
+              body: Body = None, *, stream: bool = False) -> urllib3.BaseHTTPResponse:
+        """One request, retried through throttling, 5xx answers and connection failures (a streamed
+        body cannot be sent twice: that request is tried once). ``stream``: the body is read by the caller."""
         self._wait_out_backoff(ref)
         headers = {"User-Agent": self._user_agent, **headers}
         host = urlsplit(url).netloc
@@ -475,13 +508,15 @@ class RegistryClient:
             with self._lock:
                 self._requests[host] += 1
             try:
-                response = pool.request(method, url, headers=headers, body=body, redirect=False)
-            except urllib3.exceptions.SSLError as error:
-                raise RegistryError(ref, f"TLS failure talking to {host}: {_reason(error)} "
-                                    "(is the registry's CA in ca_bundle or certs_dir?)") from None
+                response = pool.request(method, url, headers=headers, body=body, redirect=False,
+                                        preload_content=not stream)
             except urllib3.exceptions.HTTPError as error:
+                # A connection cut during the handshake is an outage like any other, not a certificate problem.
+                if isinstance(error, urllib3.exceptions.SSLError) and "EOF" not in _reason(error):
+                    raise RegistryError(ref, f"TLS failure talking to {host}: {_reason(error)} "
+                                        "(is the registry's CA in ca_bundle or certs_dir?)") from None
                 delay = backoff_delay(attempt, None, cap=self._max_backoff)
-                if not self._should_retry(attempt, delay):
+                if not self._should_retry(attempt, delay) or not _replayable(body):
                     raise RegistryUnavailable(ref, f"no answer from {route} after "
                                               f"{_attempts(attempt)}: {_reason(error)}") from None
             else:
@@ -489,6 +524,9 @@ class RegistryClient:
                     self._record_rate_limits(ref.registry, response.headers)
                 if response.status not in RETRYABLE_STATUSES:
                     return response
+                response.drain_conn()
+                if not _replayable(body):
+                    raise RegistryUnavailable(ref, f"HTTP {response.status} to a {method} of a streamed body")
                 delay = self._throttle(ref, response, attempt)
             self._sleep(delay)
             attempt += 1
@@ -550,6 +588,10 @@ class RegistryClient:
             state = self._rate_limits.get(registry, RateLimitState())
             self._rate_limits[registry] = replace(
                 state, limit=limit, remaining=remaining, window=window or remaining_window)
+
+
+def _replayable(body: Body) -> bool:
+    return body is None or isinstance(body, (str, bytes))
 
 
 def _manifest_info(ref: ImageReference, headers: Mapping[str, str]) -> ManifestInfo:

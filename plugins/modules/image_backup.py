@@ -12,8 +12,9 @@ version_added: 0.1.0
 description:
   - Makes sure every image of O(images) is in the backup registry, under the name the O(naming) scheme gives it,
     with exactly the digest the source has now.
-  - An image whose backup already has that digest costs two HEAD requests and no copy. Otherwise it is copied with
-    skopeo (every platform, digests preserved) and the copy is verified by a HEAD of the backup.
+  - An image whose backup already has that digest costs two HEAD requests and no copy (one, on the backup, when the
+    image is referenced by digest). Otherwise it is copied by O(copier) (every platform, digests preserved) and the
+    copy is verified by a HEAD of the backup.
   - Images are processed in parallel (O(parallel), at most O(per_registry) copies per source registry at a time),
     so pass every image in one task rather than looping over images.
   - An image already pointing into the backup registry is only verified, never copied again.

@@ -425,19 +425,23 @@ class Timer:
 
 def engine_migration(lab: Lab, repository_path: str, namespaces: Iterable[str], *, retry_times: int = 3,
                      max_retries: int = 4, parallel: int = 8, per_registry: int = 4,
-                     pull_secret_name: str | None = None):
+                     pull_secret_name: str | None = None, copier: str = "skopeo"):
     """The engine's ``Migration`` over ``namespaces``, backing up into the flat repository
-    ``<backup registry>/<repository_path>`` with the lab's auth file (as the modules build it)."""
+    ``<backup registry>/<repository_path>`` with the lab's auth file (as the modules build it),
+    copying with ``copier`` (``skopeo`` or ``native``)."""
     from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
     from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, PullSecret, Scope
     from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
+    from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
     from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 
     store = CredentialStore.from_authfile(lab.backup_authfile)
     policy = NamingPolicy("flat", f"{lab.config.backup_registry}/{repository_path}")
-    backups = BackupService(RegistryClient(store, certs_dir=lab.certs_dir, max_retries=max_retries),
-                            Skopeo(certs_dir=lab.certs_dir, retry_times=retry_times), store, policy,
-                            BackupSettings(parallel=parallel, per_registry=per_registry))
+    registry = RegistryClient(store, certs_dir=lab.certs_dir, max_retries=max_retries)
+    copies = (NativeCopier(registry, attempts=retry_times + 1) if copier == "native"
+              else Skopeo(certs_dir=lab.certs_dir, retry_times=retry_times))
+    settings = BackupSettings(parallel=parallel, per_registry=per_registry)
+    backups = BackupService(registry, copies, store, policy, settings)
     pull_secret = None
     if pull_secret_name:
         pull_secret = PullSecret(lab.config.backup_registry, BACKUP_USER, lab.backup_password(), pull_secret_name)

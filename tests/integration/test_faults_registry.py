@@ -78,7 +78,8 @@ def all_images(images: dict[str, list[str]]) -> list[str]:
 # -- backup registry dies mid-migration -----------------------------------------------------------------------
 
 
-def test_backup_registry_crash_mid_engine_pass_rewrites_only_verified_images_and_a_rerun_converges(iso):
+@pytest.mark.parametrize("copier", ["skopeo", "native"])
+def test_backup_registry_crash_mid_engine_pass_rewrites_only_verified_images_and_a_rerun_converges(iso, copier):
     timer = Timer()
     namespace = new_namespace(iso, "registry-crash")
     images = small_images(iso, 12, size=8 * 1024 * 1024)
@@ -90,7 +91,7 @@ def test_backup_registry_crash_mid_engine_pass_rewrites_only_verified_images_and
 
     # Few retries, so the failed half of the pass ends quickly; the decisions do not depend on them.
     migration = engine_migration(iso, repository, [namespace], retry_times=1, max_retries=1, parallel=2,
-                                 per_registry=2)
+                                 per_registry=2, copier=copier)
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(migration.run)
         # Two copies landed and were verified (a HEAD answered 200 after the copy), then the crash.
@@ -116,7 +117,7 @@ def test_backup_registry_crash_mid_engine_pass_rewrites_only_verified_images_and
     iso.up()  # the registry comes back with whatever it had stored
     assert backup_problems(iso, all_images(during), prefix) == []
 
-    again = engine_migration(iso, repository, [namespace]).run()
+    again = engine_migration(iso, repository, [namespace], copier=copier).run()
     assert {r.state for r in again.workloads} == {"rewritten", "unchanged"}
     assert {r.key for r in again.workloads if r.state == "unchanged"} == set(rewritten)
     after = workload_images(admin, namespace)

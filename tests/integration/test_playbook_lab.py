@@ -75,11 +75,12 @@ def populate(lab, api: KubeApi, namespace: str, broken: bool = True) -> None:
         api.create(KINDS["Deployment"], namespace, manifest("Deployment", "broken", spec))
 
 
-def test_check_mode_then_converge_then_nothing_then_revert(lab, api, namespace):
+@pytest.mark.parametrize("copier", ["skopeo", "native"])
+def test_check_mode_then_converge_then_nothing_then_revert(lab, api, namespace, copier):
     populate(lab, api, namespace)
     before = images(api, namespace)
     repository = f"playbook/{uuid.uuid4().hex[:8]}"
-    extra = variables(lab, [namespace], repository, imageclone_batch_size=2)
+    extra = variables(lab, [namespace], repository, imageclone_batch_size=2, imageclone_copier=copier)
 
     checked = run_playbook(lab, "migrate", extra, "--check", "--diff", check=False)
     assert checked.returncode == 2, "the broken workload would stay unprotected: the run says so by failing"

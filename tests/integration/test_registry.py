@@ -7,6 +7,7 @@ import re
 import secrets
 import ssl
 import sys
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
     CredentialStore,
     write_authfile,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
     RegistryAuthError,
@@ -26,7 +28,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
     RegistryError,
     RegistryUnavailable,
 )
-from lab.lab import http_status
+from lab.lab import http_status, parse_access_log
 from lab.pki import CertificateAuthority
 from lab.processes import Daemons, free_port
 from lab.waiting import wait_for
@@ -178,6 +180,7 @@ class TokenLab:
     username: str
     password: str
     refresh_token: str
+    registry_log: Path
 
     def token_lines(self) -> list[str]:
         return [line for line in self.token_log.read_text().splitlines() if line.startswith("token ")]
@@ -240,7 +243,8 @@ def token_lab(lab, tmp_path_factory) -> Iterator[TokenLab]:
             lab.skopeo("copy", "--all", "--preserve-digests", f"--src-cert-dir={lab.certs_dir}",
                        f"--dest-cert-dir={lab.certs_dir}", f"--dest-authfile={authfile}",
                        f"docker://{lab.source_image(source)}", f"docker://{registry}/{destination}")
-        yield TokenLab(registry, daemons.log_file("token-server"), user, password, refresh_token)
+        yield TokenLab(registry, daemons.log_file("token-server"), user, password, refresh_token,
+                       daemons.log_file("registry-token"))
     finally:
         daemons.stop("registry-token")
         daemons.stop("token-server")
@@ -307,3 +311,30 @@ def test_a_client_with_other_credentials_shares_connections_but_never_a_token(la
             anonymous.head_manifest(private)
         assert alice.head_manifest(private) is not None
         assert anonymous.request_counts() == alice.request_counts()
+
+
+def test_the_native_copier_pushes_into_a_bearer_registry_with_a_push_scoped_token(lab, token_lab):
+    source = parse_reference(lab.source_image("library/nginx:1.27"))
+    destination = ref(token_lab.registry, "acme/copied:1.27")
+    store = token_lab.store(username=token_lab.username, password=token_lab.password)
+    before = len(token_lab.token_lines())
+    with RegistryClient(store, certs_dir=lab.certs_dir) as client:
+        NativeCopier(client).copy(source, destination, store)
+        assert client.head_manifest(destination).digest == lab.config.seeds["library/nginx:1.27"]
+    scopes = [line.split(" scope=")[1].split()[0] for line in token_lab.token_lines()[before:]]
+    assert "repository:acme/copied:pull,push" in scopes, scopes
+
+
+def test_the_native_copier_mounts_a_shared_blob_with_a_token_for_both_repositories(lab, token_lab):
+    store = token_lab.store(username=token_lab.username, password=token_lab.password)
+    run = uuid.uuid4().hex[:8]
+    before = len(token_lab.token_lines())
+    with RegistryClient(store, certs_dir=lab.certs_dir) as client:
+        copier = NativeCopier(client)
+        for seed, name in (("library/nginx:1.27", "one"), ("library/redis:7.2", "two")):  # both on one base
+            copier.copy(parse_reference(lab.source_image(seed)), ref(token_lab.registry, f"{run}/{name}:1"), store)
+    mounts = [r for r in parse_access_log(token_lab.registry_log.read_text())
+              if r.method == "POST" and r.path.startswith(f"/v2/{run}/two/blobs/uploads/?") and "mount=" in r.path]
+    assert [r.status for r in mounts] == [201], mounts
+    scopes = [line.split(" scope=")[1].split(" granted=")[0] for line in token_lab.token_lines()[before:]]
+    assert f"repository:{run}/two:pull,push repository:{run}/one:pull" in scopes, scopes

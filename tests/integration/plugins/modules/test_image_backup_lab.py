@@ -83,8 +83,10 @@ def test_an_unreadable_authfile_is_a_clear_error(run_module, lab, backup_args, t
 # -- backups -------------------------------------------------------------------------------------
 
 
-def test_copies_then_reports_present(run_module, lab, backup_args):
+@pytest.mark.parametrize("copier", ["skopeo", "native"])
+def test_copies_then_reports_present(run_module, lab, backup_args, copier):
     images = [lab.source_image(NGINX), lab.source_image(REDIS), lab.source_image(NGINX)]
+    backup_args = {**backup_args, "copier": copier}
     first = run_module(image_backup, {**backup_args, "images": images})
 
     assert not first.failed and first.result["changed"] is True

@@ -1,0 +1,43 @@
+"""The backup service built from options with ``copier: native``, against the lab's registries: copies
+verified by digest like skopeo's, and a warm re-run that leaves the source alone wherever it can."""
+from __future__ import annotations
+
+import uuid
+
+from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
+from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import parse_reference
+from lab.images import ImageSpec, Layer
+
+
+def fresh_images(lab) -> tuple[str, dict[str, str]]:
+    run = f"native/{uuid.uuid4().hex[:8]}"
+    base = Layer(f"{run}-base", 64 * 1024)
+    specs = (ImageSpec(f"{run}/single", "1.0", (base, Layer(f"{run}-a", 8 * 1024))),
+             ImageSpec(f"{run}/index", "1.0", (base, Layer(f"{run}-b", 8 * 1024)), platforms=("amd64", "arm64")))
+    digests = lab.push_images(specs)
+    single, index = (lab.source_image(spec.ref_name) for spec in specs)
+    pinned = f"{lab.config.source_registry}/{specs[1].repository}@{digests[specs[1].ref_name]}"
+    return run, {single: single, index: index, pinned: pinned}
+
+
+def test_native_copies_are_verified_and_a_warm_rerun_reads_only_the_backup_for_pinned_sources(lab):
+    run, images = fresh_images(lab)
+    options = BackupOptions.from_mapping({**lab.backup_options("native"), "copier": "native"})
+    service = backup_service(options)
+    assert isinstance(service._copier, NativeCopier)
+    refs = {key: parse_reference(key) for key in images}
+
+    cold = service.ensure_all(refs)
+    assert {outcome.state for outcome in cold.values()} == {"copied"}, cold
+    for key, outcome in cold.items():
+        assert outcome.backup.endswith(f"@{outcome.digest}")
+        if "@" in key:
+            assert outcome.digest == key.rsplit("@", 1)[1]
+
+    before = len(lab.registry_requests("registry-source", run))
+    warm = backup_service(options).ensure_all(refs)
+    during = lab.registry_requests("registry-source", run)[before:]
+    assert {outcome.state for outcome in warm.values()} == {"present"}, warm
+    assert [r.method for r in during] == ["HEAD", "HEAD"], during  # the two tags; the pinned image: nothing
+    assert all("@" not in r.path and "sha256" not in r.path for r in during)
