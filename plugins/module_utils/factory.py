@@ -49,6 +49,7 @@ class BackupOptions:
     copy_timeout: int = 600
     retry_times: int = 3
     use_pull_secrets: bool = True
+    referrers: bool = True
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BackupOptions:
@@ -106,5 +107,5 @@ def backup_service(
     skopeo = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
                     timeout=float(options.copy_timeout), proxies=proxies)
     settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
-                              dry_run=dry_run, copy=copy, restore=restore)
+                              dry_run=dry_run, copy=copy, restore=restore, referrers=options.referrers)
     return BackupService(registry, skopeo, store, options.policy, settings)

@@ -2,7 +2,8 @@
 
 ``RegistryClient.head_manifest`` sends ``HEAD /v2/<path>/manifests/<ref>``
 and never a GET: Docker Hub counts manifest GETs as pulls against its rate
-limit, HEADs it does not.
+limit, HEADs it does not. ``list_tags`` reads one page of a repository's tag
+list (a GET, but of no manifest), where a digest's signatures and referrers sit.
 
 Authentication follows the distribution spec. A 401 carries a
 ``WWW-Authenticate`` challenge; ``Basic`` gets the stored username and
@@ -272,7 +273,7 @@ class _TokenCache:
 
 
 class RegistryClient:
-    """A thread-safe OCI distribution client for manifest existence checks (HEAD only).
+    """A thread-safe OCI distribution client for manifest existence checks (HEAD only) and tag lists.
 
     TLS is always verified against the system CAs plus ``ca_bundle`` and
     ``certs_dir/*.crt``; only registries in ``insecure_registries`` are
@@ -332,6 +333,27 @@ class RegistryClient:
         if response.status != 200:
             raise RegistryError(ref, f"unexpected HTTP {response.status} to a manifest HEAD")
         return _manifest_info(ref, response.headers)
+
+    def list_tags(self, ref: ImageReference, *, last: str, count: int) -> list[str] | None:
+        """Up to ``count`` tags of ``ref``'s repository that sort after ``last``, in the registry's order
+        (lexical, as the distribution spec asks), from one ``GET /v2/<path>/tags/list?n=&last=``;
+        ``None`` when the repository does not exist. A registry that ignores ``last`` answers from its first tag:
+        the caller checks. Raises like ``head_manifest``.
+        """
+        query = urlencode({"n": count, "last": last})
+        url = f"{self._base_url(ref.registry)}/v2/{ref.path}/tags/list?{query}"
+        response = self._authorized(ref, "GET", url, {"Accept": "application/json"})
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise RegistryError(ref, f"unexpected HTTP {response.status} to a tag list")
+        try:
+            tags = json.loads(response.data).get("tags") or []
+        except (ValueError, AttributeError):
+            raise RegistryError(ref, "the tag list is not a JSON object") from None
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise RegistryError(ref, "the tag list's tags are not a list of strings")
+        return tags
 
     def with_credentials(self, credentials: CredentialStore) -> RegistryClient:
         """This client answering with ``credentials``; connections, tokens, throttling and counts stay shared."""

@@ -52,6 +52,7 @@ BACKUP_ARGUMENTS: Final[Mapping[str, dict[str, Any]]] = {
     "copy_timeout": {"type": "int", "default": 600},
     "retry_times": {"type": "int", "default": 3},
     "use_pull_secrets": {"type": "bool", "default": True},
+    "referrers": {"type": "bool", "default": True},
 }
 
 # Which workloads a module looks at (the engine's ``Scope``).
