@@ -12,7 +12,9 @@ under tags derived from the image's digest ``<algorithm>:<hex>``:
 All of them sort together, right after ``<algorithm>-<hex minus its last digit>...``,
 so one page of the source repository's tag list that starts there
 (``tags/list?n=&last=``) finds every one of them: an image with no artifact
-costs that one request. Each artifact found is compared with the backup
+costs that one request. A registry that ignores ``last`` and sends its whole
+list at once (docker-registry 2.8) costs that one request too; one that
+ignores it and pages is asked by a HEAD of each candidate tag. Each artifact found is compared with the backup
 repository's tag of the same name by two HEADs, and copied (manifest byte for
 byte, digest unchanged, an index with all its manifests) only when the backup
 lacks it or holds another digest: the signature payload names the image's
@@ -24,18 +26,24 @@ not seen: see docs/signatures.md.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Final
 
 from ansible_collections.imageclone.backup.plugins.module_utils.copier import Copier, CopyError
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
-from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference, InvalidReference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient, RegistryError
 
 COSIGN_SUFFIXES: Final = (".att", ".sbom", ".sig")
 # One page holds every candidate even with a few unrelated tags sorting among them (``sha256-<hex>-foo``).
 PAGE_SIZE: Final = 16
 MAX_PAGES: Final = 4
+INDEX_MEDIA_TYPES: Final = ("application/vnd.oci.image.index.v1+json",
+                             "application/vnd.docker.distribution.manifest.list.v2+json")
+# Artifacts are small (signatures, SBOMs): anything larger is refused rather than held in memory.
+BLOB_LIMIT: Final = 64 * 1024 * 1024
+MAX_DEPTH: Final = 2
 # No tag character sorts after "~": "<prefix>~" lies after every tag starting with <prefix>.
 _AFTER_EVERY_TAG: Final = "~"
 
@@ -95,6 +103,8 @@ class ReferrerCopies:
             raise ReferrerError(f"referrers of {digest}: {error}", transient=True) from None
         except CopyError as error:
             raise ReferrerError(f"referrers of {digest}: {error}", transient=error.transient) from None
+        except (KeyError, TypeError, AttributeError, InvalidReference):
+            raise ReferrerError(f"referrers of {digest}: a malformed manifest upstream") from None
 
     def _found(self, source: ImageReference, digest: str, registry: RegistryClient) -> list[str]:
         """The tags of ``referrer_tags(digest)`` that ``source``'s repository has."""
@@ -103,15 +113,15 @@ class ReferrerCopies:
         last = listing_start(digest)
         found: list[str] = []
         for _page in range(MAX_PAGES):
-            tags = registry.list_tags(repository, last=last, count=PAGE_SIZE)
-            if not tags:
+            page = registry.list_tags(repository, last=last, count=PAGE_SIZE)
+            if page is None or not page.tags:
                 return found
-            if tags[0] <= last:
-                return self._found_by_head(source, wanted, registry)  # the registry ignores ``last``
-            found += [tag for tag in tags if tag in wanted]
-            if len(tags) < PAGE_SIZE or tags[-1] >= wanted[-1]:
+            found += [tag for tag in page.tags if tag in wanted]
+            if page.tags[0] <= last:  # the registry ignores ``last``: all its tags at once, or ask each
+                return found if not page.more else self._found_by_head(source, wanted, registry)
+            if not page.more or page.tags[-1] >= wanted[-1]:
                 return found
-            last = tags[-1]
+            last = page.tags[-1]
         return found
 
     @staticmethod
@@ -127,9 +137,34 @@ class ReferrerCopies:
         stored = self.backup_registry.head_manifest(destination)
         if stored is not None and stored.digest == upstream.digest:
             return 0
-        self.copier.copy(source.with_digest(upstream.digest), destination, credentials)
+        if upstream.media_type in INDEX_MEDIA_TYPES:
+            # An index of artifacts (the referrers tag schema's): skopeo would want to convert it.
+            self._transfer(source_registry, source.with_tag(None).with_digest(upstream.digest), destination)
+        else:
+            self.copier.copy(source.with_digest(upstream.digest), destination, credentials)
         copied = self.backup_registry.head_manifest(destination)
         if copied is None or copied.digest != upstream.digest:
             found = copied.digest if copied else "nothing"
             raise ReferrerError(f"{destination} has {found} after the copy, expected {upstream.digest}")
         return 1
+
+    def _transfer(self, source_registry: RegistryClient, source: ImageReference, destination: ImageReference,
+                  depth: int = 0) -> None:
+        """Copy the manifest ``source`` (pinned by digest) byte for byte to ``destination`` (a tag, else its
+        digest), with the manifests an index lists and every blob a manifest names, through the registry API."""
+        data, media_type = source_registry.get_manifest(source)
+        try:
+            document = json.loads(data)
+        except ValueError:
+            raise ReferrerError(f"{source} is not a JSON manifest") from None
+        repository = destination.with_tag(None).with_digest(None)
+        for entry in document.get("manifests") or ():
+            if depth >= MAX_DEPTH:
+                raise ReferrerError(f"{source} nests indexes deeper than {MAX_DEPTH}")
+            self._transfer(source_registry, source.with_digest(entry["digest"]),
+                           repository.with_digest(entry["digest"]), depth + 1)
+        for blob in [document.get("config"), *(document.get("layers") or ())]:
+            if isinstance(blob, dict) and not self.backup_registry.has_blob(repository, blob["digest"]):
+                content = source_registry.get_blob(source, blob["digest"], BLOB_LIMIT)
+                self.backup_registry.put_blob(repository, blob["digest"], content)
+        self.backup_registry.put_manifest(destination, data, document.get("mediaType") or media_type)

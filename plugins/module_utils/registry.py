@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import email.utils
+import hashlib
 import json
 import os
 import random
@@ -117,6 +118,14 @@ class ManifestInfo:
     digest: str
     media_type: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagPage:
+    """One page of a tag list: its tags, and whether the registry has more (a ``Link`` to the next page)."""
+
+    tags: tuple[str, ...]
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,11 +343,11 @@ class RegistryClient:
             raise RegistryError(ref, f"unexpected HTTP {response.status} to a manifest HEAD")
         return _manifest_info(ref, response.headers)
 
-    def list_tags(self, ref: ImageReference, *, last: str, count: int) -> list[str] | None:
+    def list_tags(self, ref: ImageReference, *, last: str, count: int) -> TagPage | None:
         """Up to ``count`` tags of ``ref``'s repository that sort after ``last``, in the registry's order
         (lexical, as the distribution spec asks), from one ``GET /v2/<path>/tags/list?n=&last=``;
-        ``None`` when the repository does not exist. A registry that ignores ``last`` answers from its first tag:
-        the caller checks. Raises like ``head_manifest``.
+        ``None`` when the repository does not exist. A registry that ignores ``last`` answers from its first tag
+        (docker-registry 2.8 sends every tag at once): the caller checks. Raises like ``head_manifest``.
         """
         query = urlencode({"n": count, "last": last})
         url = f"{self._base_url(ref.registry)}/v2/{ref.path}/tags/list?{query}"
@@ -353,7 +362,66 @@ class RegistryClient:
             raise RegistryError(ref, "the tag list is not a JSON object") from None
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise RegistryError(ref, "the tag list's tags are not a list of strings")
-        return tags
+        return TagPage(tuple(tags), 'rel="next"' in response.headers.get("Link", ""))
+
+    # -- copying small artifacts (signatures, SBOMs, referrers indexes) -------------------
+
+    def get_manifest(self, ref: ImageReference) -> tuple[bytes, str]:
+        """The manifest's exact bytes and media type (a GET: for artifacts only, never to decide anything)."""
+        target = ref.digest or ref.tag
+        url = f"{self._base_url(ref.registry)}/v2/{ref.path}/manifests/{target}"
+        response = self._authorized(ref, "GET", url, {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)})
+        if response.status != 200:
+            raise RegistryError(ref, f"unexpected HTTP {response.status} to a manifest GET")
+        data = response.data
+        if ref.digest is not None and _sha256_digest(data) != ref.digest and ref.digest.startswith("sha256:"):
+            raise RegistryError(ref, "the manifest's content does not match its digest")
+        return data, response.headers.get("Content-Type", "").partition(";")[0].strip()
+
+    def has_blob(self, ref: ImageReference, digest: str) -> bool:
+        url = f"{self._base_url(ref.registry)}/v2/{ref.path}/blobs/{digest}"
+        response = self._authorized(ref, "HEAD", url, {}, actions="pull,push")
+        if response.status not in (200, 404):
+            raise RegistryError(ref, f"unexpected HTTP {response.status} to a blob HEAD")
+        return response.status == 200
+
+    def get_blob(self, ref: ImageReference, digest: str, limit: int) -> bytes:
+        """A blob of at most ``limit`` bytes, checked against ``digest`` (a redirect to storage is followed)."""
+        url = f"{self._base_url(ref.registry)}/v2/{ref.path}/blobs/{digest}"
+        response = self._authorized(ref, "GET", url, {})
+        if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+            response = self._send(ref, "GET", response.headers["Location"], {})  # storage: no registry auth
+        if response.status != 200:
+            raise RegistryError(ref, f"unexpected HTTP {response.status} to a blob GET of {digest}")
+        data = response.data
+        if len(data) > limit:
+            raise RegistryError(ref, f"blob {digest} is larger than {limit} bytes")
+        if digest.startswith("sha256:") and _sha256_digest(data) != digest:
+            raise RegistryError(ref, f"blob {digest} does not match its digest")
+        return data
+
+    def put_blob(self, ref: ImageReference, digest: str, data: bytes) -> None:
+        """Upload a blob in one piece (``POST`` then ``PUT ?digest=``)."""
+        base = self._base_url(ref.registry)
+        started = self._authorized(ref, "POST", f"{base}/v2/{ref.path}/blobs/uploads/", {"Content-Length": "0"},
+                                   actions="pull,push")
+        location = started.headers.get("Location", "")
+        if started.status != 202 or not location:
+            raise RegistryError(ref, f"unexpected HTTP {started.status} starting a blob upload")
+        url = location if location.startswith(("http://", "https://")) else f"{base}{location}"
+        url += ("&" if urlsplit(url).query else "?") + urlencode({"digest": digest})
+        done = self._authorized(ref, "PUT", url, {"Content-Type": "application/octet-stream"}, data,
+                                actions="pull,push")
+        if done.status != 201:
+            raise RegistryError(ref, f"unexpected HTTP {done.status} finishing the upload of {digest}")
+
+    def put_manifest(self, ref: ImageReference, data: bytes, media_type: str) -> None:
+        """Store ``data`` as is under ``ref``'s tag (else its digest)."""
+        target = ref.tag or ref.digest
+        url = f"{self._base_url(ref.registry)}/v2/{ref.path}/manifests/{target}"
+        response = self._authorized(ref, "PUT", url, {"Content-Type": media_type}, data, actions="pull,push")
+        if response.status != 201:
+            raise RegistryError(ref, f"unexpected HTTP {response.status} to a manifest PUT")
 
     def with_credentials(self, credentials: CredentialStore) -> RegistryClient:
         """This client answering with ``credentials``; connections, tokens, throttling and counts stay shared."""
@@ -390,12 +458,12 @@ class RegistryClient:
 
     # -- authentication --------------------------------------------------------------
 
-    def _authorized(self, ref: ImageReference, method: str, url: str,
-                    headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+    def _authorized(self, ref: ImageReference, method: str, url: str, headers: dict[str, str],
+                    body: bytes | None = None, actions: str = "pull") -> urllib3.BaseHTTPResponse:
         """Send the request with whatever auth the registry wants; one retry after a 401."""
-        scope = f"repository:{ref.path}:pull"
+        scope = f"repository:{ref.path}:{actions}"
         sent = self._upfront_authorization(ref, scope)
-        response = self._send(ref, method, url, _with_auth(headers, sent))
+        response = self._send(ref, method, url, _with_auth(headers, sent), body)
         if response.status == 401:
             challenge = _preferred_challenge(response.headers.get("WWW-Authenticate", ""))
             if challenge is None:
@@ -404,7 +472,7 @@ class RegistryClient:
                 self._challenges[ref.registry] = challenge
             fresh = self._authorization(ref, challenge, scope, rejected=sent)
             if fresh != sent:
-                response = self._send(ref, method, url, _with_auth(headers, fresh))
+                response = self._send(ref, method, url, _with_auth(headers, fresh), body)
             if response.status == 401:
                 error = _preferred_challenge(response.headers.get("WWW-Authenticate", ""))
                 reason = error.params.get("error") if error is not None else None
@@ -485,7 +553,7 @@ class RegistryClient:
         return f"{scheme}://{_API_HOSTS.get(registry, registry)}"
 
     def _send(self, ref: ImageReference, method: str, url: str, headers: dict[str, str],
-              body: str | None = None) -> urllib3.BaseHTTPResponse:
+              body: str | bytes | None = None) -> urllib3.BaseHTTPResponse:
         """One request, retried through throttling, 5xx answers and connection failures."""
         self._wait_out_backoff(ref)
         headers = {"User-Agent": self._user_agent, **headers}
@@ -589,6 +657,10 @@ def _manifest_info(ref: ImageReference, headers: Mapping[str, str]) -> ManifestI
     if not media_type or not _DIGITS_RE.fullmatch(size):
         raise RegistryError(ref, "the HEAD answer lacks Content-Type or Content-Length")
     return ManifestInfo(digest, media_type, int(size))
+
+
+def _sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _token_from(ref: ImageReference, host: str, body: bytes) -> tuple[str, float]:
