@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help bootstrap binaries lab-up lab-down lab-status demo lint test test-unit test-integration bench
+.PHONY: help bootstrap binaries test-binaries lab-up lab-down lab-status demo lint test test-unit test-integration bench
 
 help:
 	@echo "make demo        bring the local lab up and run image-clone's main job on it"
@@ -16,6 +16,10 @@ bootstrap:
 
 binaries: bootstrap
 	@$(PYTHON) -c 'from lab.binaries import ensure_binaries; print("lab binaries:", ensure_binaries())'
+
+# cosign and the distribution v3 registry, for the signature tests (first time: about 15 minutes on 2 cores).
+test-binaries: bootstrap
+	@$(PYTHON) -c 'from lab.binaries import ensure_cosign as c, ensure_distribution_registry as d; print(c(), d())'
 
 lab-up: binaries
 	@$(PYTHON) -m lab up
@@ -37,7 +41,7 @@ lint: bootstrap
 
 # pytest-ansible links the collection under collections/ once; refresh it so new
 # top-level folders are visible to the tests.
-test: binaries lint
+test: binaries test-binaries lint
 	@rm -rf collections
 	@$(PYTHON) -m pytest
 
@@ -45,7 +49,7 @@ test-unit: bootstrap
 	@rm -rf collections
 	@$(PYTHON) -m pytest tests/unit
 
-test-integration: binaries
+test-integration: binaries test-binaries
 	@rm -rf collections
 	@$(PYTHON) -m pytest tests/integration
 
