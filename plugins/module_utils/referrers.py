@@ -39,8 +39,10 @@ COSIGN_SUFFIXES: Final = (".att", ".sbom", ".sig")
 # One page holds every candidate even with a few unrelated tags sorting among them (``sha256-<hex>-foo``).
 PAGE_SIZE: Final = 16
 MAX_PAGES: Final = 4
-INDEX_MEDIA_TYPES: Final = ("application/vnd.oci.image.index.v1+json",
-                             "application/vnd.docker.distribution.manifest.list.v2+json")
+INDEX_MEDIA_TYPES: Final = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 # Artifacts are small (signatures, SBOMs): anything larger is refused rather than held in memory.
 BLOB_LIMIT: Final = 64 * 1024 * 1024
 MAX_DEPTH: Final = 2
@@ -58,7 +60,7 @@ class ReferrerError(RuntimeError):
 
 def digest_tag(digest: str) -> str:
     """The referrers tag schema's tag of ``digest``: ``sha256:abc`` -> ``sha256-abc``."""
-    algorithm, _, encoded = digest.partition(":")
+    algorithm, _colon, encoded = digest.partition(":")
     return f"{algorithm}-{encoded}"
 
 

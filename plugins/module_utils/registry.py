@@ -4,6 +4,9 @@
 and never a GET: Docker Hub counts manifest GETs as pulls against its rate
 limit, HEADs it does not. ``list_tags`` reads one page of a repository's tag
 list (a GET, but of no manifest), where a digest's signatures and referrers sit.
+To copy such small artifacts unchanged, ``get_manifest``, ``get_blob``,
+``has_blob``, ``put_blob`` and ``put_manifest`` read and write them (push
+scope for a bearer token); they are never used to decide whether to copy.
 
 Authentication follows the distribution spec. A 401 carries a
 ``WWW-Authenticate`` challenge; ``Basic`` gets the stored username and
