@@ -17,7 +17,13 @@ import uuid
 
 import pytest
 import yaml
-from faults_support import isolated_lab
+from faults_support import (
+    engine_migration,
+    isolated_lab,
+    new_namespace,
+    simple_deployment,
+    workload_images,
+)
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
@@ -26,6 +32,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
 from ansible_collections.imageclone.backup.plugins.module_utils.referrers import digest_tag
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
+from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.binaries import ensure_distribution_registry
 from lab.images import ImageSpec, Layer
 from lab.lab import Lab, http_status
@@ -155,6 +162,28 @@ def test_a_signature_added_upstream_later_is_copied_by_a_later_run(iso, cosign, 
     again = service(iso, naming_policy).ensure_all({image: parse_reference(image)})[image]
     assert (again.state, again.referrers_copied) == ("present", 1)
     assert second.verify(again.backup).returncode == 0 and cosign.verify(again.backup).returncode == 0
+
+
+def test_a_pass_over_rewritten_workloads_copies_a_signature_added_upstream_since(iso, cosign):
+    """What each controller resync does for a workload it rewrote (its verified-backup memory cleared): the
+    backup in use is verified, and its recorded original's referrers are looked for again upstream."""
+    image, digest = unique_image(iso)
+    namespace = new_namespace(iso, "signed-later")
+    iso.admin_api().create(KINDS["Deployment"], namespace, simple_deployment("app", {"main": image}))
+    repository = f"signed/{uuid.uuid4().hex[:10]}"
+    first = engine_migration(iso, repository, [namespace]).run()
+    assert [report.state for report in first.workloads] == ["rewritten"]
+    [rewritten] = workload_images(iso.admin_api(), namespace)["Deployment/app"]
+    assert rewritten.endswith(f"@{digest}") and cosign.verify(rewritten).returncode != 0
+
+    cosign.sign(f"{image.rsplit(':', 1)[0]}@{digest}")
+    again = engine_migration(iso, repository, [namespace]).run()
+
+    assert [report.state for report in again.workloads] == ["unchanged"]
+    assert (again.images[rewritten].state, again.images[rewritten].referrers_copied) == ("present", 1)
+    assert cosign.verify(rewritten).returncode == 0
+    settled = engine_migration(iso, repository, [namespace]).run()
+    assert settled.images[rewritten].referrers_copied == 0
 
 
 def test_oci_referrers_tag_schema_index_is_copied(iso, cosign):
