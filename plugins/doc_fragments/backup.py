@@ -122,7 +122,9 @@ options:
         backup reference as they accept the original.
       - Each image costs one tag list request to find them (and two HEAD requests per artifact found), also when
         its backup is already there, so a signature added upstream later is copied by a later run.
-      - An image whose referrers cannot be copied is reported V(failed), and its workloads are not rewritten.
+      - An image whose referrers cannot be copied is reported V(failed), and its workloads are not rewritten; for a
+        workload already using its backup, the failure is only reported (the backup keeps serving).
+      - In check mode nothing is looked up or copied for them.
     type: bool
     default: true
 requirements:

@@ -251,10 +251,11 @@ class BackupService:
                         credentials: CredentialStore) -> BackupOutcome:
         """``outcome`` once what refers to its digest in ``source``'s repository is in ``backup``'s too.
 
-        Only for a verified backup whose source still exists, outside check mode, with ``referrers``.
+        Only for a verified backup whose source still exists, with ``referrers`` and ``copy``, outside check mode.
         """
         digest = outcome.digest
-        if not self.settings.referrers or self.settings.dry_run or not outcome.verified or digest is None:
+        settings = self.settings
+        if not (settings.referrers and settings.copy) or settings.dry_run or not outcome.verified or digest is None:
             return outcome
         try:
             with self._per_registry.hold(source.registry):
