@@ -34,6 +34,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from lab.binaries import ensure_distribution_registry
+from lab.controller_process import ControllerProcess
 from lab.images import ImageSpec, Layer
 from lab.lab import Lab, http_status
 from lab.processes import free_port
@@ -184,6 +185,25 @@ def test_a_pass_over_rewritten_workloads_copies_a_signature_added_upstream_since
     assert cosign.verify(rewritten).returncode == 0
     settled = engine_migration(iso, repository, [namespace]).run()
     assert settled.images[rewritten].referrers_copied == 0
+
+
+def test_the_controller_resync_copies_a_signature_added_upstream_since(iso, cosign, tmp_path):
+    image, digest = unique_image(iso)
+    namespace = new_namespace(iso, "signed-resync")
+    admin = iso.admin_api()
+    with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace,
+                           args=["--resync=2s"]) as process:
+        process.wait_leader_ready()
+        admin.create(KINDS["Deployment"], namespace, simple_deployment("app", {"main": image}))
+        wait_for(lambda: workload_images(admin, namespace)["Deployment/app"][0].startswith(process.repository),
+                 "the Deployment rewritten")
+        [rewritten] = workload_images(admin, namespace)["Deployment/app"]
+        assert cosign.verify(rewritten).returncode != 0
+
+        cosign.sign(f"{image.rsplit(':', 1)[0]}@{digest}")
+        wait_for(lambda: cosign.verify(rewritten).returncode == 0, "a resync to copy the new signature", 60,
+                 interval=1)
+    assert "referrers copied" in process.log_path.read_text()
 
 
 def test_oci_referrers_tag_schema_index_is_copied(iso, cosign):
