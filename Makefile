@@ -17,7 +17,7 @@ bootstrap:
 binaries: bootstrap
 	@$(PYTHON) -c 'from lab.binaries import ensure_binaries; print("lab binaries:", ensure_binaries())'
 
-# cosign and the distribution v3 registry, for the signature tests (first time: about 15 minutes on 2 cores).
+# cosign and the distribution v3 registry, for the signature tests (first time: 30 and 9 minutes measured on a busy 2-core machine).
 test-binaries: bootstrap
 	@$(PYTHON) -c 'from lab.binaries import ensure_cosign as c, ensure_distribution_registry as d; print(c(), d())'
 

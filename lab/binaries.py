@@ -95,9 +95,9 @@ KUBE = GoBuild(LAB / "kube", "k8s.io/kubernetes",
                ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl"),
                ("./cmd/...",), minutes=5, ldflags=_kubernetes_ldflags)
 COSIGN = GoBuild(LAB / "cosign", "github.com/sigstore/cosign/v2", ("cosign",),
-                 ("github.com/sigstore/cosign/v2/cmd/cosign",), minutes=4, ldflags=_cosign_ldflags)
+                 ("github.com/sigstore/cosign/v2/cmd/cosign",), minutes=30, ldflags=_cosign_ldflags)
 DISTRIBUTION = GoBuild(LAB / "distribution", "github.com/distribution/distribution/v3", ("registry",),
-                       ("github.com/distribution/distribution/v3/cmd/registry",), minutes=2)
+                       ("github.com/distribution/distribution/v3/cmd/registry",), minutes=9)
 
 # The Kubernetes build's names, as the lab and its tests know them.
 GO_MODULE = KUBE.folder
