@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help bootstrap binaries helm image image-build deploy lab-up lab-down lab-status demo lint test test-unit test-integration bench
+.PHONY: help bootstrap binaries test-binaries helm image image-build deploy lab-up lab-down lab-status demo lint test test-unit test-integration bench
 
 help:
 	@echo "make demo        bring the local lab up and run image-clone's main job on it"
@@ -35,6 +35,10 @@ image: lab-up
 deploy: helm
 	@$(PYTHON) -m lab.helm render-deploy
 
+# cosign, distribution v3 and toxiproxy, for the signature, copier and fault tests (first time: cosign took 30 minutes on a busy 2-core machine).
+test-binaries: bootstrap
+	@$(PYTHON) -c 'from lab.binaries import ensure_cosign, ensure_tools; print(ensure_cosign(), ensure_tools())'
+
 lab-up: binaries
 	@$(PYTHON) -m lab up
 
@@ -55,7 +59,7 @@ lint: bootstrap
 
 # pytest-ansible links the collection under collections/ once; refresh it so new
 # top-level folders are visible to the tests.
-test: binaries helm image-build lint
+test: binaries test-binaries helm image-build lint
 	@rm -rf collections
 	@$(PYTHON) -m pytest
 
@@ -63,7 +67,7 @@ test-unit: bootstrap
 	@rm -rf collections
 	@$(PYTHON) -m pytest tests/unit
 
-test-integration: binaries helm image-build
+test-integration: binaries test-binaries helm image-build
 	@rm -rf collections
 	@$(PYTHON) -m pytest tests/integration
 

@@ -170,7 +170,11 @@ def results_section(r: dict) -> str:
         "*registry requests*: lines in the backup registry's access log during the run (401 challenges "
         "included). *vs playbook*: wall time relative to the playbook with batch W. *CPU s*: CPU seconds the "
         "lab's daemons and the contender's processes used during the run (other tenants' excluded). Where a "
-        "contender ran more than once, *wall s* is the median and the other figures are from its last run.",
+        "contender ran more than once, *wall s* is the median and the other figures are from its last run. "
+        "*referrer requests*: what looking for signatures, attestations and SBOMs cost, in both registries: "
+        "the source's tag list pages and the manifest requests on referrer tags (`sha256-<hex>`, `.sig`, `.att`, "
+        "`.sbom`), in total and per distinct image (the bench's images are unsigned: one tag list each; "
+        "docs/signatures.md has the cost of signed ones).",
         "",
         "### Warm re-run (everything backed up and rewritten)",
         "",
@@ -180,8 +184,8 @@ def results_section(r: dict) -> str:
         "and counts workloads whose resourceVersion moved (any write at all); for the naive loop, which is "
         "measured right after its own cold run, it is the spec/annotation count. *API LISTs* and *API write "
         "requests* are the API server's own `apiserver_request_total` counters for the workload resources "
-        "(the controller manager's writes included, none in a quiet cluster). *vs floor*: registry requests "
-        "over the floor.",
+        "(the controller manager's writes included, none in a quiet cluster). *vs floor*: backup registry "
+        "requests over the floor. *referrer requests* as above: a warm run looks again for referrers upstream.",
         "",
         "### Controller",
         "",

@@ -33,10 +33,12 @@ import_engine()
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, Timeouts  # noqa: E402
 
 BACKUP = "registry-backup"
+SOURCE = "registry-source"
 _COMPLETED = re.compile(r'msg="response completed".*?http\.response\.duration=(?P<duration>\S+)')
 _DURATION = re.compile(r"([0-9.]+)(ns|µs|us|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SAMPLE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$', re.M)
+_REFERRER_TAG = re.compile(r"/manifests/[a-z0-9]+-[0-9a-f]{32,}(?:\.(?:sig|att|sbom))?$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 WORKLOAD_RESOURCES = ("deployments", "statefulsets", "daemonsets", "cronjobs", "jobs", "replicasets", "pods")
 
@@ -119,20 +121,20 @@ class BenchLab:
 
     # -- backup registry ---------------------------------------------------------------
 
-    def mark(self) -> int:
-        """A position in the backup registry's log; ``requests_since`` reads what follows."""
-        log = self.lab.daemons.log_file(BACKUP)
+    def mark(self, registry: str = BACKUP) -> int:
+        """A position in a registry's log (the backup's unless told); ``requests_since`` reads what follows."""
+        log = self.lab.daemons.log_file(registry)
         return log.stat().st_size if log.exists() else 0
 
-    def _log_since(self, mark: int) -> str:
-        log = self.lab.daemons.log_file(BACKUP)
+    def _log_since(self, mark: int, registry: str = BACKUP) -> str:
+        log = self.lab.daemons.log_file(registry)
         with open(log, "rb") as handle:
             handle.seek(mark)
             return handle.read().decode(errors="replace")
 
-    def requests_since(self, mark: int) -> tuple[list[RegistryRequest], float]:
+    def requests_since(self, mark: int, registry: str = BACKUP) -> tuple[list[RegistryRequest], float]:
         """Access-log requests after ``mark`` and the summed server-side time spent on them (seconds)."""
-        text = self._log_since(mark)
+        text = self._log_since(mark, registry)
         requests = parse_access_log(text)
         server_time = sum(go_duration(m["duration"]) for m in _COMPLETED.finditer(text))
         return requests, server_time
@@ -204,6 +206,25 @@ def summarize(requests: list[RegistryRequest], server_time: float | None = None)
     if server_time is not None:
         summary["server_seconds"] = round(server_time, 3)
     return summary
+
+
+def referrer_requests(source: list[RegistryRequest], backup: list[RegistryRequest], images: int) -> dict[str, Any]:
+    """What finding and copying signatures, attestations and SBOMs cost: the source's tag list pages, and the
+    manifest requests of both registries on referrer tags (``sha256-<hex>``, ``.sig``, ``.att``, ``.sbom``)."""
+    def on_referrer_tags(requests: list[RegistryRequest]) -> list[RegistryRequest]:
+        return [r for r in requests if _REFERRER_TAG.search(r.path) and r.status != 401]
+
+    tag_lists = sum("/tags/list" in r.path and r.status != 401 for r in source)
+    source_tags, backup_tags = on_referrer_tags(source), on_referrer_tags(backup)
+    total = tag_lists + len(source_tags) + len(backup_tags)
+    return {
+        "total": total,
+        "per_image": round(total / images, 3) if images else None,
+        "source_tag_lists": tag_lists,
+        "source_manifest_requests": len(source_tags),
+        "backup_manifest_heads": sum(r.method == "HEAD" for r in backup_tags),
+        "backup_manifest_puts": sum(r.method == "PUT" for r in backup_tags),
+    }
 
 
 def counts_delta(before: Counter, after: Counter) -> dict[str, Any]:

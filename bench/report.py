@@ -159,11 +159,19 @@ def cold_table(results: dict) -> str:
                      fmt(get(item, "storage", "blob_bytes")), fmt(get(item, "storage", "bytes")),
                      fmt(item.get("blob_bytes_over_unique"), 3, "×"),
                      fmt(registry.get("total")), fmt(registry.get("manifest_put")),
-                     fmt(registry.get("blob_upload_put")), fmt(item.get("objects_rewritten"))])
+                     fmt(registry.get("blob_upload_put")), referrers_cell(item), fmt(item.get("objects_rewritten"))])
     header = ["cold, fresh backup registry", "wall s", "vs playbook", "CPU s", "blob bytes stored", "storage dir bytes",
               f"blobs / unique ({fmt(unique)} B)", "registry requests", "manifest PUTs", "blob uploads",
-              "workloads changed"]
+              "referrer requests (per image)", "workloads changed"]
     return _md(header, rows)
+
+
+def referrers_cell(item: dict) -> str:
+    """The requests spent on signatures and other referrers (both registries), and per distinct image."""
+    referrers = item.get("referrers")
+    if not referrers:
+        return "n/a"
+    return f"{fmt(referrers.get('total'))} ({fmt(referrers.get('per_image'), 2)})"
 
 
 def changed(item: dict) -> int | None:
@@ -194,13 +202,14 @@ def warm_table(results: dict) -> str:
                      fmt(get(item, "cpu", "ours_s"), 1), fmt(registry.get("total")),
                      methods or "-", fmt(registry.get("manifest_get")),
                      fmt(ratio(registry.get("total"), floor.get("registry_requests")), 2, "×"),
-                     fmt(api.get("lists")),
+                     referrers_cell(item), fmt(api.get("lists")),
                      f"{fmt(api.get('write_requests'))} ({fmt(api.get('workload_patches'))})" if api else "n/a",
                      fmt(changed(item))])
-    rows.append(["floor", "-", "-", "-", fmt(floor.get("registry_requests")), "HEAD", "0", "1.00×",
+    rows.append(["floor", "-", "-", "-", fmt(floor.get("registry_requests")), "HEAD", "0", "1.00×", "-",
                  fmt(floor.get("api_lists")), "0", "0"])
-    header = ["warm re-run", "wall s", "vs playbook", "CPU s", "registry requests", "by method", "manifest GETs",
-              "vs floor", "API LISTs", "API writes (workload PATCHes)", "workloads changed"]
+    header = ["warm re-run", "wall s", "vs playbook", "CPU s", "backup registry requests", "by method",
+              "manifest GETs", "vs floor", "referrer requests (per image)", "API LISTs",
+              "API writes (workload PATCHes)", "workloads changed"]
     return _md(header, rows)
 
 

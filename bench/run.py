@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import contenders, controller, profiling, report
-from bench.env import BenchLab, counts_delta, cpu_delta, machine, summarize, versions
+from bench.env import SOURCE, BenchLab, counts_delta, cpu_delta, machine, referrer_requests, summarize, versions
 from bench.workloads import (
     BENCH_KINDS,
     changed_objects,
@@ -178,11 +178,13 @@ class Run:
         settled = settle(api, prefix="bench-", timeout=300) if quiet else None
         state_before = snapshot(api, prefix="bench-")
         api_before = bl.apiserver_counts()
-        mark = bl.mark()
+        mark, source_mark = bl.mark(), bl.mark(SOURCE)
         cpu_before, started = bl.cpu(), time.monotonic()
         result = action()
         result["cpu"] = cpu_delta(cpu_before, bl.cpu(), time.monotonic() - started)
         requests, server_time = bl.requests_since(mark)
+        result["referrers"] = referrer_requests(bl.requests_since(source_mark, SOURCE)[0], requests,
+                                                len(set(self.images)))
         api_after = bl.apiserver_counts()
         state_after = snapshot(api, prefix="bench-")
         result["backup_registry"] = summarize(requests, server_time)

@@ -1,8 +1,9 @@
 """Build the lab's Go programs from pinned Go modules, once per pin.
 
-Two module folders: ``kube/`` (the Kubernetes components, etcd and kubectl
-at one release) and ``tools/`` (distribution v3, a second registry
-implementation, and toxiproxy, a fault-injecting TCP proxy). Binaries are
+Three module folders: ``kube/`` (the Kubernetes components, etcd and kubectl
+at one release), ``tools/`` (distribution v3, a second registry
+implementation, and toxiproxy, a fault-injecting TCP proxy) and ``cosign/``
+(signing and verifying images, for the signature tests). Binaries are
 cached outside the clone under ``~/.cache/image-clone/bin/<key>/``
 (lab/cache.py); the key hashes go.mod and go.sum, so a changed pin rebuilds
 and an unchanged one is instant.
@@ -21,6 +22,7 @@ from lab.cache import cache_root, cached, digest_of
 LAB = Path(__file__).resolve().parent
 GO_MODULE = LAB / "kube"
 TOOLS_MODULE = LAB / "tools"
+COSIGN_MODULE = LAB / "cosign"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl")
 # toxiproxy's server is built from its own package; its binary takes the package's name.
 TOOLS = ("registry", "server")
@@ -85,3 +87,21 @@ def ensure_tools(log=sys.stderr) -> Path:
     key = f"tools-{digest_of(TOOLS_MODULE / 'go.mod', TOOLS_MODULE / 'go.sum')}"
     return cached("bin", key, build, expect=TOOLS, log=log,
                   what="distribution v3 and toxiproxy from Go modules (first time only: about 2 minutes on 2 cores)")
+
+
+def ensure_cosign(log=sys.stderr) -> Path:
+    """The path of the pinned cosign, built first if needed."""
+    match = re.search(r"^\s*(?:require\s+)?github\.com/sigstore/cosign/v2 (v\S+)$",
+                      (COSIGN_MODULE / "go.mod").read_text(), re.M)
+    if not match:
+        raise RuntimeError(f"{COSIGN_MODULE / 'go.mod'} does not pin github.com/sigstore/cosign/v2")
+    version = match.group(1)
+
+    def build(staging: Path) -> None:
+        # The release stamped in, so ``cosign version`` tells it.
+        go_build(COSIGN_MODULE, ["github.com/sigstore/cosign/v2/cmd/cosign"], staging,
+                 f"-s -w -X sigs.k8s.io/release-utils/version.gitVersion={version}")
+
+    key = f"cosign-{version}-{digest_of(COSIGN_MODULE / 'go.mod', COSIGN_MODULE / 'go.sum')}"
+    return cached("bin", key, build, expect=["cosign"], log=log,
+                  what=f"cosign {version} from Go modules (first time only: 10 to 30 minutes on 2 cores)") / "cosign"

@@ -6,7 +6,8 @@ Wraps the engine's ``BackupService`` (same ``ensure_all``/``restore``/``policy``
 anything else (missing, failed) is never cached, so retries really retry.
 ``clear`` drops everything: the periodic resync calls it, which makes every
 resync re-verify every backup with a HEAD and lets the engine restore a lost
-one from the workload's recorded original.
+one from the workload's recorded original; it also looks again for what
+refers to each image upstream, so a signature added there later is copied then.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class CachedBackups:
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._verified: dict[str, tuple[float, BackupOutcome]] = {}
+        self._referrers_checked: dict[tuple[str, str], float] = {}
         self.hits = 0
         self.misses = 0
 
@@ -57,6 +59,21 @@ class CachedBackups:
         """Uncached: the engine calls this to restore a lost backup, which must really happen."""
         return self._service.restore(original, lost, source_credentials)
 
+    def copy_referrers(self, original: reference.ImageReference, verified: BackupOutcome) -> BackupOutcome:
+        """Like ``BackupService.copy_referrers``, at most once per backup and original until ``ttl`` or ``clear``."""
+        key = (str(verified.backup), str(original))
+        now = self._clock()
+        with self._lock:
+            if self._referrers_checked.get(key, 0.0) > now:
+                return verified
+        checked = self._service.copy_referrers(original, verified)
+        if checked.reason is None:
+            with self._lock:
+                if len(self._referrers_checked) >= self._max_entries:
+                    self._referrers_checked.clear()
+                self._referrers_checked[key] = now + self._ttl
+        return checked
+
     def ensure_all(self, images: Mapping[str, reference.ImageReference],
                    source_credentials: Mapping[str, credentials.CredentialStore] | None = None,
                    ) -> dict[str, BackupOutcome]:
@@ -68,7 +85,7 @@ class CachedBackups:
             for key, reference in images.items():
                 cached = self._verified.get(str(reference))
                 if cached is not None and cached[0] > now:
-                    results[key] = replace(cached[1], source=key)
+                    results[key] = replace(cached[1], source=key, referrers_copied=0)  # copied back then
                 else:
                     wanted[key] = reference
             self.hits += len(results)
@@ -90,6 +107,7 @@ class CachedBackups:
     def clear(self) -> None:
         with self._lock:
             self._verified.clear()
+            self._referrers_checked.clear()
 
     def __len__(self) -> int:
         with self._lock:

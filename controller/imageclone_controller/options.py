@@ -36,6 +36,7 @@ BACKUP_FLAGS: Final[Mapping[str, str]] = {
     "retry_times": "--retryTimes",
     "copier": "--copier",
     "use_pull_secrets": "--usePullSecrets",
+    "referrers": "--referrers",
 }
 SEED_OPTIONS: Final = ("backup_registry", "backup_username", "backup_password")
 # What the doc fragment cannot know: the controller runs where argv is visible to every local user.

@@ -99,6 +99,9 @@ class Reconciler:
                 self.seen_registries.add(image.reference.registry)
 
         outcomes = self._migration.back_up([workload])
+        signed = {image: outcome.referrers_copied for image, outcome in outcomes.items() if outcome.referrers_copied}
+        if signed:
+            log.info("referrers copied", extra=fields(key=key, referrers=signed))
         if self._metrics is not None:
             for outcome in outcomes.values():
                 if outcome.state is states.ImageState.RESTORED:

@@ -123,6 +123,20 @@ options:
         that then cannot be backed up; its content never appears anywhere.
     type: bool
     default: true
+  referrers:
+    description:
+      - Whether what refers to an image by digest in its source repository is copied along with it, into the
+        image's backup repository under the same tags, digests unchanged. That is cosign's signatures,
+        attestations and SBOMs (tags C(sha256-<digest>.sig), C(.att), C(.sbom)) and the OCI 1.1 referrers
+        tag schema's index (tag C(sha256-<digest>)), so that C(cosign verify) and admission policies accept the
+        backup reference as they accept the original.
+      - Each image costs one tag list request to find them (and two HEAD requests per artifact found), also when
+        its backup is already there, so a signature added upstream later is copied by a later run.
+      - An image whose referrers cannot be copied is reported V(failed), and its workloads are not rewritten; for a
+        workload already using its backup, the failure is only reported (the backup keeps serving).
+      - In check mode nothing is looked up or copied for them.
+    type: bool
+    default: true
 requirements:
   - skopeo on the host the module runs on (to copy images)
 """

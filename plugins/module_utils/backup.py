@@ -11,6 +11,11 @@ Source credentials are the configured ones (the source auth file, the backup
 login), plus per image those a caller hands over (a workload's pull Secrets)
 for registries the configured ones do not cover: an operator's entry is never
 overridden by a workload's Secret, and the backup registry's login least of all.
+
+With ``referrers`` (the default), a verified backup also gets what refers to
+the image's digest upstream: signatures, attestations and SBOMs (see
+``referrers``); an image whose referrers could not be copied is ``failed``, so
+no workload is rewritten to a backup that a signature policy would refuse.
 """
 from __future__ import annotations
 
@@ -30,8 +35,14 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     pinned_reference,
     versioned_backup_reference,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome
-from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference, InvalidReference
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
+    ImageReference,
+    InvalidReference,
+    parse_reference,
+)
+from ansible_collections.imageclone.backup.plugins.module_utils.referrers import ReferrerCopies, ReferrerError
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
     ManifestInfo,
     RateLimited,
@@ -51,7 +62,7 @@ class BackupSettings:
     """Tuning of one backup run: pinning, parallelism, check mode (``dry_run``),
     ``copy=False`` to never make a first copy (an absent backup is then ``missing``),
     and ``restore=False`` to never copy a lost backup again either (only say whether
-    upstream still has it)."""
+    upstream still has it); ``referrers=False`` leaves signatures, attestations and SBOMs behind."""
 
     pin: bool = True
     parallel: int = 8
@@ -59,6 +70,7 @@ class BackupSettings:
     dry_run: bool = False
     copy: bool = True
     restore: bool = True
+    referrers: bool = True
 
 
 class Backups(Protocol):
@@ -80,6 +92,8 @@ class Backups(Protocol):
     def restore(self, original: ImageReference, backup: ImageReference,
                 source_credentials: CredentialStore | None = None) -> BackupOutcome: ...
 
+    def copy_referrers(self, original: ImageReference, verified: BackupOutcome) -> BackupOutcome: ...
+
 
 class BackupService:
     """Ensures images exist in the backup registry under ``policy``'s names."""
@@ -99,13 +113,20 @@ class BackupService:
         self.settings = settings
         self._flight: SingleFlight[BackupOutcome] = SingleFlight()
         self._per_registry = KeyedLimiter(settings.per_registry)
+        # Artifacts always go through the native copier: an index of them must stay byte for byte.
+        self._artifact_copier = copier if isinstance(copier, NativeCopier) else NativeCopier(registry, workers=4)
+        self._referrers = ReferrerCopies(registry, self._artifact_copier)
 
     def cancel_copies(self) -> int:
         """Kill the copies running now and fail new ones until ``resume_copies``; returns how many were killed."""
-        return self._copier.cancel()
+        killed = self._copier.cancel()
+        if self._artifact_copier is not self._copier:
+            killed += self._artifact_copier.cancel()
+        return killed
 
     def resume_copies(self) -> None:
         self._copier.resume()
+        self._artifact_copier.resume()
 
     @property
     def registry(self) -> RegistryClient:
@@ -154,6 +175,26 @@ class BackupService:
         key = (f"restore {backup} from {original}", credentials.lookup(original.registry))
         return self._flight.do(key, lambda: self._restore(original, backup, credentials))
 
+    def copy_referrers(self, original: ImageReference, verified: BackupOutcome) -> BackupOutcome:
+        """``verified``, the outcome of a backup a workload already uses, once what refers to its digest in
+        the repository of ``original`` (the upstream image the workload recorded) is in the backup's too.
+
+        The workload runs from its backup whatever happens upstream: a failure here (upstream gone or
+        unreachable) leaves the outcome verified, with the failure as its ``reason``. Nothing happens in
+        check mode, with ``referrers=False`` or for an unverified outcome. Never raises.
+        """
+        if verified.backup is None or not verified.verified:
+            return verified
+        try:
+            backup = parse_reference(verified.backup)
+        except InvalidReference:
+            return verified
+        key = (f"referrers of {backup} from {original}", self._credentials.lookup(original.registry))
+        checked = self._flight.do(key, lambda: self._with_referrers(original, backup, verified, self._credentials))
+        if checked.verified:
+            return replace(checked, source=verified.source)
+        return replace(verified, reason=f"its referrers upstream were not re-checked: {checked.reason}")
+
     def _credentials_with(self, source_credentials: CredentialStore | None) -> CredentialStore:
         """The configured credentials, completed by ``source_credentials`` where they have no entry."""
         return self._credentials if source_credentials is None else source_credentials.merged(self._credentials)
@@ -184,7 +225,9 @@ class BackupService:
         if not copied.verified:
             failure = f"{lost}; restoring it from {original} failed: {copied.reason}"
             return replace(copied, source=str(backup), reason=failure)
-        return self._outcome(backup, backup, upstream.digest, ImageState.RESTORED, f"{lost}; restored from {original}")
+        restored = self._outcome(backup, backup, upstream.digest, ImageState.RESTORED,
+                                 f"{lost}; restored from {original}")
+        return self._with_referrers(original, backup, restored, credentials)
 
     def _ensure(self, source: ImageReference, credentials: CredentialStore) -> BackupOutcome:
         if is_backup_reference(source, self.policy):
@@ -211,12 +254,32 @@ class BackupService:
             return BackupOutcome(str(source), None, None, ImageState.MISSING,
                                  f"{source} does not exist in {source.registry} and has no backup")
         if stored is not None and stored.digest == upstream.digest:
-            return self._outcome(source, backup, upstream.digest, ImageState.PRESENT)
+            present = self._outcome(source, backup, upstream.digest, ImageState.PRESENT)
+            return self._with_referrers(source, backup, present, credentials)
         if not self.settings.copy:
             return BackupOutcome(str(source), None, None, ImageState.MISSING, f"{source} is not backed up yet")
         if self.settings.dry_run:
             return self._outcome(source, backup, upstream.digest, ImageState.COPIED, "check mode: would copy")
-        return self._copy(source, backup, upstream, credentials)
+        return self._with_referrers(source, backup, self._copy(source, backup, upstream, credentials), credentials)
+
+    def _with_referrers(self, source: ImageReference, backup: ImageReference, outcome: BackupOutcome,
+                        credentials: CredentialStore) -> BackupOutcome:
+        """``outcome`` once what refers to its digest in ``source``'s repository is in ``backup``'s too.
+
+        Only for a verified backup whose source still exists, with ``referrers`` and ``copy``, outside check mode.
+        """
+        digest = outcome.digest
+        settings = self.settings
+        if not (settings.referrers and settings.copy) or settings.dry_run or not outcome.verified or digest is None:
+            return outcome
+        try:
+            with self._per_registry.hold(source.registry):
+                copied = self._referrers.sync(source, digest, backup, self._registry_with(credentials), credentials)
+        except ReferrerError as error:
+            return BackupOutcome(outcome.source, None, None, ImageState.FAILED,
+                                 f"the image is backed up, but not what refers to it: {error}",
+                                 transient=error.transient)
+        return replace(outcome, referrers_copied=copied)
 
     def _backup_slot(self, source: ImageReference, digest: str | None) -> tuple[ImageReference, ManifestInfo | None]:
         """Where ``source`` at ``digest`` is (or goes) in the backup, and what is stored there now.

@@ -52,6 +52,7 @@ class BackupOptions:
     retry_times: int = 3
     use_pull_secrets: bool = True
     copier: str = "skopeo"
+    referrers: bool = True
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BackupOptions:
@@ -114,5 +115,5 @@ def backup_service(
         copier = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
                         timeout=float(options.copy_timeout), proxies=proxies)
     settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
-                              dry_run=dry_run, copy=copy, restore=restore)
+                              dry_run=dry_run, copy=copy, restore=restore, referrers=options.referrers)
     return BackupService(registry, copier, store, options.policy, settings)

@@ -204,7 +204,15 @@ class Migration:
                 restore_access = self._source_credentials(reader, workloads, {image})
                 restored = self._restore(image, in_backup[image], workloads, outcome, restore_access.stores.get(image))
                 verified[image] = restore_access.explain({image: restored})[image]
+            elif outcome.verified:
+                verified[image] = self._referrers_of(image, workloads, outcome)
         return outcomes | verified
+
+    def _referrers_of(self, image: str, workloads: list[Workload], verified: BackupOutcome) -> BackupOutcome:
+        """A backup in use gets the signatures added upstream since: looked for in its recorded original's
+        repository (``copy_referrers``)."""
+        original = _recorded_original(image, workloads)
+        return verified if original is None else self.backups.copy_referrers(original, verified)
 
     @staticmethod
     def _source_credentials(reader: PullSecretReader | None, workloads: list[Workload],

@@ -42,7 +42,9 @@ class BackupOutcome:
     ``failed`` (with ``reason``) when it is not. A failure that may pass
     is ``transient`` (a registry unavailable or throttling, a copy cut
     short by a server error); ``retry_after`` is how long a throttling
-    registry wants to be left alone (seconds), else None.
+    registry wants to be left alone (seconds), else None. ``referrers_copied``:
+    how many signatures, attestations, SBOMs... referring to the image were
+    copied into the backup by this run.
     """
 
     source: str
@@ -52,6 +54,7 @@ class BackupOutcome:
     reason: str | None = None
     transient: bool = False
     retry_after: float | None = None
+    referrers_copied: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", ImageState(self.state))  # "failed" and ImageState.FAILED alike

@@ -2,7 +2,11 @@
 
 ``RegistryClient.head_manifest`` sends ``HEAD /v2/<path>/manifests/<ref>``
 and never a GET: Docker Hub counts manifest GETs as pulls against its rate
-limit, HEADs it does not.
+limit, HEADs it does not. ``list_tags`` reads one page of a repository's tag
+list (a GET, but of no manifest), where a digest's signatures and referrers sit.
+Copiers send the rest of the distribution API through ``request`` and
+``fetch``, authorized the same way (push scope for a bearer token); only a
+HEAD ever decides whether to copy.
 
 Authentication follows the distribution spec. A 401 carries a
 ``WWW-Authenticate`` challenge; ``Basic`` gets the stored username and
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import email.utils
+import hashlib
 import json
 import os
 import random
@@ -119,6 +124,14 @@ class ManifestInfo:
     digest: str
     media_type: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagPage:
+    """One page of a tag list: its tags, and whether the registry has more (a ``Link`` to the next page)."""
+
+    tags: tuple[str, ...]
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +288,7 @@ class _TokenCache:
 
 
 class RegistryClient:
-    """A thread-safe OCI distribution client for manifest existence checks (HEAD only).
+    """A thread-safe OCI distribution client for manifest existence checks (HEAD only) and tag lists.
 
     TLS is always verified against the system CAs plus ``ca_bundle`` and
     ``certs_dir/*.crt``; only registries in ``insecure_registries`` are
@@ -358,6 +371,27 @@ class RegistryClient:
         """A streamed GET of ``url`` with no credentials: where a registry redirects a blob download
         (a CDN's signed URL, which must not see the registry's credentials)."""
         return self._send(ref, "GET", url, {}, stream=True)
+
+    def list_tags(self, ref: ImageReference, *, last: str, count: int) -> TagPage | None:
+        """Up to ``count`` tags of ``ref``'s repository that sort after ``last``, in the registry's order
+        (lexical, as the distribution spec asks), from one ``GET /v2/<path>/tags/list?n=&last=``;
+        ``None`` when the repository does not exist. A registry that ignores ``last`` answers from its first tag
+        (docker-registry 2.8 sends every tag at once): the caller checks. Raises like ``head_manifest``.
+        """
+        query = urlencode({"n": count, "last": last})
+        url = f"{self._base_url(ref.registry)}/v2/{ref.path}/tags/list?{query}"
+        response = self._authorized(ref, "GET", url, {"Accept": "application/json"})
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise RegistryError(ref, f"unexpected HTTP {response.status} to a tag list")
+        try:
+            tags = json.loads(response.data).get("tags") or []
+        except (ValueError, AttributeError):
+            raise RegistryError(ref, "the tag list is not a JSON object") from None
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise RegistryError(ref, "the tag list's tags are not a list of strings")
+        return TagPage(tuple(tags), 'rel="next"' in response.headers.get("Link", ""))
 
     def with_credentials(self, credentials: CredentialStore) -> RegistryClient:
         """This client answering with ``credentials``; connections, tokens, throttling and counts stay shared."""
@@ -609,6 +643,10 @@ def _manifest_info(ref: ImageReference, headers: Mapping[str, str]) -> ManifestI
     if not media_type or not _DIGITS_RE.fullmatch(size):
         raise RegistryError(ref, "the HEAD answer lacks Content-Type or Content-Length")
     return ManifestInfo(digest, media_type, int(size))
+
+
+def _sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _token_from(ref: ImageReference, host: str, body: bytes) -> tuple[str, float]:

@@ -20,6 +20,8 @@ description:
   - An image already pointing into the backup registry is only verified, never copied again.
   - A tag of the backup registry is never moved once written; when the source tag has moved, the new content gets
     a digest-qualified tag of its own.
+  - With O(referrers=true) (the default) the image's signatures, attestations and SBOMs go along with it, so that the
+    backup reference verifies as the original does (see O(referrers)).
 author:
   - image-clone maintainers (!UNKNOWN)
 options:
@@ -149,6 +151,13 @@ images:
       description: "Why the image is missing or failed, or a note such as V(check mode: would copy); else V(null)."
       type: str
       sample: null
+    referrers_copied:
+      description:
+        - How many artifacts referring to the image (signatures, attestations, SBOMs, the OCI referrers index) were
+          copied into its backup repository by this run; V(0) when the backup already had them all, in check mode
+          and with O(referrers=false).
+      type: int
+      sample: 2
 copied:
   description: The images of O(images) copied now (or, in check mode, that would be).
   returned: success, and failure after the images were looked at
@@ -253,7 +262,7 @@ def main():
     outcomes = access.explain(service.ensure_all(references, access.stores)) if references else {}
 
     results = backup_results(outcomes)
-    changed = bool(results["copied"])
+    changed = bool(results["copied"]) or any(image["referrers_copied"] for image in results["images"])
     failure = backup_failure(outcomes, module.params["fail_on_missing"], module.params["fail_on_error"])
     if failure:
         module.fail_json(msg=failure, changed=changed, **results)

@@ -53,6 +53,7 @@ BACKUP_ARGUMENTS: Final[Mapping[str, dict[str, Any]]] = {
     "retry_times": {"type": "int", "default": 3},
     "copier": {"type": "str", "choices": ["skopeo", "native"], "default": "skopeo"},
     "use_pull_secrets": {"type": "bool", "default": True},
+    "referrers": {"type": "bool", "default": True},
 }
 
 # Which workloads a module looks at (the engine's ``Scope``).

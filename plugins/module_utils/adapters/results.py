@@ -41,13 +41,15 @@ INVALID: Final = "invalid"
 
 
 def outcome(result: BackupOutcome) -> dict[str, Any]:
-    """One image's backup: ``source`` (as written), ``backup``, ``digest``, ``state``, ``reason``."""
+    """One image's backup: ``source`` (as written), ``backup``, ``digest``, ``state``, ``reason``,
+    ``referrers_copied``."""
     return {
         "source": result.source,
         "backup": result.backup,
         "digest": result.digest,
         "state": result.state.value,  # a plain str: Ansible's result checks reject str subclasses
         "reason": result.reason,
+        "referrers_copied": result.referrers_copied,
     }
 
 

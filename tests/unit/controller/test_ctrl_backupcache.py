@@ -22,6 +22,11 @@ class Service:
         self.calls.append(["restore", original, backup])
         return "restored-outcome"
 
+    def copy_referrers(self, original, verified):
+        self.calls.append(["referrers", original, verified.backup])
+        return BackupOutcome(verified.source, verified.backup, verified.digest, verified.state,
+                             self.states.get("reason"), referrers_copied=1)
+
 
 class Clock:
     now = 0.0
@@ -63,3 +68,26 @@ def test_only_the_images_asked_again_hand_their_source_credentials_on():
     cache.ensure_all({"nginx:1": "nginx:1", "private:1": "private:1"},
                      {"nginx:1": "store of nginx", "private:1": "store of private"})
     assert service.calls[-1] == ["private:1"] and service.credentials == {"private:1": "store of private"}
+
+
+def test_referrers_of_a_backup_in_use_are_looked_for_once_per_resync():
+    service, clock = Service({}), Clock()
+    cache = CachedBackups(service, 60, clock=clock)
+    used = BackupOutcome("backup:src_1@sha256:x", "backup:src_1@sha256:x", "sha256:x", "present")
+    assert cache.copy_referrers("src:1", used).referrers_copied == 1
+    assert cache.copy_referrers("src:1", used) is used  # answered from memory: no registry request
+    assert len(service.calls) == 1
+    cache.clear()  # a resync looks upstream again, and so does an expired entry
+    cache.copy_referrers("src:1", used)
+    clock.now = 61
+    cache.copy_referrers("src:1", used)
+    assert len(service.calls) == 3
+
+
+def test_a_failed_referrer_check_is_not_remembered():
+    service = Service({"reason": "its referrers upstream were not re-checked: registry down"})
+    cache = CachedBackups(service, 60)
+    used = BackupOutcome("backup:src_1@sha256:x", "backup:src_1@sha256:x", "sha256:x", "present")
+    cache.copy_referrers("src:1", used)
+    cache.copy_referrers("src:1", used)
+    assert len(service.calls) == 2
