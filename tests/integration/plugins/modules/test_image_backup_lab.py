@@ -94,8 +94,9 @@ def test_copies_then_reports_present(run_module, lab, backup_args, copier):
     assert (first.result["present"], first.result["missing"], first.result["failed_images"]) == ([], [], [])
     nginx = first.result["images"][0]
     digest = lab.config.seeds[NGINX]
-    assert set(nginx) == {"source", "backup", "digest", "state", "reason"}
+    assert set(nginx) == {"source", "backup", "digest", "state", "reason", "referrers_copied"}
     assert nginx["source"] == images[0] and nginx["state"] == "copied" and nginx["digest"] == digest
+    assert nginx["referrers_copied"] == 0, "the lab's seed images are unsigned"
     assert nginx["backup"].startswith(backup_args["backup_registry"] + ":") and nginx["backup"].endswith("@" + digest)
     assert len(first.result["images"]) == 2, "a repeated image is one entry"
 
