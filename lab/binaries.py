@@ -28,17 +28,27 @@ COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "ku
 TOOLS = ("registry", "server")
 
 
+def pinned_version(folder: Path, module: str) -> str:
+    """The release of ``module`` that ``folder``'s go.mod pins."""
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)$", (folder / "go.mod").read_text(), re.M)
+    if not match:
+        raise RuntimeError(f"{folder / 'go.mod'} does not pin {module}")
+    return match.group(1)
+
+
+def pin_digest(folder: Path) -> str:
+    """A short hash of ``folder``'s go.mod and go.sum: a changed pin names a new cache entry."""
+    return digest_of(folder / "go.mod", folder / "go.sum")
+
+
 def kubernetes_version() -> str:
     """The k8s.io/kubernetes release pinned in the lab's go.mod."""
-    match = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)$", (GO_MODULE / "go.mod").read_text(), re.M)
-    if not match:
-        raise RuntimeError(f"{GO_MODULE / 'go.mod'} does not pin k8s.io/kubernetes")
-    return match.group(1)
+    return pinned_version(GO_MODULE, "k8s.io/kubernetes")
 
 
 def cache_key() -> str:
     """The cache entry's name: the release and a hash of go.mod and go.sum."""
-    return f"{kubernetes_version()}-{digest_of(GO_MODULE / 'go.mod', GO_MODULE / 'go.sum')}"
+    return f"{kubernetes_version()}-{pin_digest(GO_MODULE)}"
 
 
 def cache_dir() -> Path:
@@ -84,24 +94,20 @@ def ensure_tools(log=sys.stderr) -> Path:
     def build(staging: Path) -> None:
         go_build(TOOLS_MODULE, ["./cmd/...", "github.com/Shopify/toxiproxy/v2/cmd/server"], staging, "-s -w")
 
-    key = f"tools-{digest_of(TOOLS_MODULE / 'go.mod', TOOLS_MODULE / 'go.sum')}"
+    key = f"tools-{pin_digest(TOOLS_MODULE)}"
     return cached("bin", key, build, expect=TOOLS, log=log,
                   what="distribution v3 and toxiproxy from Go modules (first time only: about 2 minutes on 2 cores)")
 
 
 def ensure_cosign(log=sys.stderr) -> Path:
     """The path of the pinned cosign, built first if needed."""
-    match = re.search(r"^\s*(?:require\s+)?github\.com/sigstore/cosign/v2 (v\S+)$",
-                      (COSIGN_MODULE / "go.mod").read_text(), re.M)
-    if not match:
-        raise RuntimeError(f"{COSIGN_MODULE / 'go.mod'} does not pin github.com/sigstore/cosign/v2")
-    version = match.group(1)
+    version = pinned_version(COSIGN_MODULE, "github.com/sigstore/cosign/v2")
 
     def build(staging: Path) -> None:
         # The release stamped in, so ``cosign version`` tells it.
         go_build(COSIGN_MODULE, ["github.com/sigstore/cosign/v2/cmd/cosign"], staging,
                  f"-s -w -X sigs.k8s.io/release-utils/version.gitVersion={version}")
 
-    key = f"cosign-{version}-{digest_of(COSIGN_MODULE / 'go.mod', COSIGN_MODULE / 'go.sum')}"
+    key = f"cosign-{version}-{pin_digest(COSIGN_MODULE)}"
     return cached("bin", key, build, expect=["cosign"], log=log,
-                  what=f"cosign {version} from Go modules (first time only: 10 to 30 minutes on 2 cores)") / "cosign"
+                  what=f"cosign {version} from Go modules (first time only: about 5 minutes on 2 cores)") / "cosign"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from lab.binaries import go_build
-from lab.cache import cached, digest_of
+from lab.binaries import go_build, pin_digest, pinned_version
+from lab.cache import cached
 
 REPO = Path(__file__).resolve().parent.parent
 GO_MODULE = Path(__file__).resolve().parent / "helm"
@@ -43,10 +43,7 @@ DEPLOY_HEADER = ("# Generated from charts/image-clone by `python -m lab.helm ren
 
 
 def helm_version() -> str:
-    match = re.search(r"^\s*(?:require\s+)?helm\.sh/helm/v3 (v\S+)$", (GO_MODULE / "go.mod").read_text(), re.M)
-    if not match:
-        raise RuntimeError(f"{GO_MODULE / 'go.mod'} does not pin helm.sh/helm/v3")
-    return match.group(1)
+    return pinned_version(GO_MODULE, "helm.sh/helm/v3")
 
 
 def ensure_helm(log=sys.stderr) -> Path:
@@ -58,7 +55,7 @@ def ensure_helm(log=sys.stderr) -> Path:
         go_build(GO_MODULE, ["helm.sh/helm/v3/cmd/helm"], staging,
                  f"-s -w -X helm.sh/helm/v3/internal/version.version={version}")
 
-    key = f"{version}-{digest_of(GO_MODULE / 'go.mod', GO_MODULE / 'go.sum')}"
+    key = f"{version}-{pin_digest(GO_MODULE)}"
     return cached("helm", key, build, expect=["helm"], what=f"helm {version} from Go modules", log=log) / "helm"
 
 
