@@ -59,20 +59,22 @@ class CachedBackups:
         """Uncached: the engine calls this to restore a lost backup, which must really happen."""
         return self._service.restore(original, lost, source_credentials)
 
-    def copy_referrers(self, original: reference.ImageReference, verified: BackupOutcome) -> BackupOutcome:
-        """Like ``BackupService.copy_referrers``, at most once per backup and original until ``ttl`` or ``clear``."""
-        key = (str(verified.backup), str(original))
+    def copy_referrers_all(self, in_use: Mapping[str, tuple[reference.ImageReference, BackupOutcome]]
+                           ) -> dict[str, BackupOutcome]:
+        """Like ``BackupService.copy_referrers_all``, at most once per backup and original until ``ttl`` or
+        ``clear``: the others are answered as given, with no registry request."""
         now = self._clock()
         with self._lock:
-            if self._referrers_checked.get(key, 0.0) > now:
-                return verified
-        checked = self._service.copy_referrers(original, verified)
-        if checked.reason is None:
-            with self._lock:
-                if len(self._referrers_checked) >= self._max_entries:
-                    self._referrers_checked.clear()
-                self._referrers_checked[key] = now + self._ttl
-        return checked
+            due = {key: pair for key, pair in in_use.items()
+                   if self._referrers_checked.get(_referrers_key(*pair), 0.0) <= now}
+        checked = self._service.copy_referrers_all(due) if due else {}
+        with self._lock:
+            for key, outcome in checked.items():
+                if outcome.reason is None:
+                    if len(self._referrers_checked) >= self._max_entries:
+                        self._referrers_checked.clear()
+                    self._referrers_checked[_referrers_key(*due[key])] = now + self._ttl
+        return {key: checked.get(key, verified) for key, (_original, verified) in in_use.items()}
 
     def ensure_all(self, images: Mapping[str, reference.ImageReference],
                    source_credentials: Mapping[str, credentials.CredentialStore] | None = None,
@@ -112,3 +114,7 @@ class CachedBackups:
     def __len__(self) -> int:
         with self._lock:
             return len(self._verified)
+
+
+def _referrers_key(original: reference.ImageReference, verified: BackupOutcome) -> tuple[str, str]:
+    return str(verified.backup), str(original)

@@ -20,7 +20,7 @@ no workload is rewritten to a backup that a signature policy would refuse.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -62,7 +62,11 @@ class BackupSettings:
     """Tuning of one backup run: pinning, parallelism, check mode (``dry_run``),
     ``copy=False`` to never make a first copy (an absent backup is then ``missing``),
     and ``restore=False`` to never copy a lost backup again either (only say whether
-    upstream still has it); ``referrers=False`` leaves signatures, attestations and SBOMs behind."""
+    upstream still has it); ``referrers=False`` leaves signatures, attestations and SBOMs behind.
+
+    ``referrers_checked`` names image references (as workloads use them, normalized) whose referrers an
+    earlier step of the same run already copied: they are not looked for upstream again (the migration
+    playbook's rewrite tasks trust its backup task so)."""
 
     pin: bool = True
     parallel: int = 8
@@ -71,6 +75,7 @@ class BackupSettings:
     copy: bool = True
     restore: bool = True
     referrers: bool = True
+    referrers_checked: frozenset[str] = frozenset()
 
 
 class Backups(Protocol):
@@ -92,7 +97,8 @@ class Backups(Protocol):
     def restore(self, original: ImageReference, backup: ImageReference,
                 source_credentials: CredentialStore | None = None) -> BackupOutcome: ...
 
-    def copy_referrers(self, original: ImageReference, verified: BackupOutcome) -> BackupOutcome: ...
+    def copy_referrers_all(self, in_use: Mapping[str, tuple[ImageReference, BackupOutcome]]
+                           ) -> dict[str, BackupOutcome]: ...
 
 
 class BackupService:
@@ -147,11 +153,14 @@ class BackupService:
             given = (source_credentials or {}).get(key)
             if given is not None:
                 extra[str(ref)] = given.merged(extra[str(ref)]) if str(ref) in extra else given
-        workers = max(1, min(self.settings.parallel, len(distinct)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
-            checked = pool.map(lambda name: self.ensure(distinct[name], extra.get(name)), distinct)
-            outcomes = dict(zip(distinct, checked, strict=True))
+        outcomes = self._in_pool(lambda name: self.ensure(distinct[name], extra.get(name)), distinct)
         return {key: _as_written(key, outcomes[str(ref)]) for key, ref in images.items()}
+
+    def _in_pool(self, work: Callable[[str], BackupOutcome], keys: Collection[str]) -> dict[str, BackupOutcome]:
+        """``work`` of each key, run in a pool of ``parallel`` threads (registries bound it further)."""
+        workers = max(1, min(self.settings.parallel, len(keys)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="backup") as pool:
+            return dict(zip(keys, pool.map(work, keys), strict=True))
 
     def ensure(self, source: ImageReference, source_credentials: CredentialStore | None = None) -> BackupOutcome:
         """Ensure one image is in the backup registry and verified; never raises for registry trouble."""
@@ -175,19 +184,28 @@ class BackupService:
         key = (f"restore {backup} from {original}", credentials.lookup(original.registry))
         return self._flight.do(key, lambda: self._restore(original, backup, credentials))
 
+    def copy_referrers_all(self, in_use: Mapping[str, tuple[ImageReference, BackupOutcome]]
+                           ) -> dict[str, BackupOutcome]:
+        """``copy_referrers`` of each backup in use (keyed as ``in_use``, each with its recorded original),
+        in the service's pool: one tag list upstream per image, run side by side."""
+        return self._in_pool(lambda key: self.copy_referrers(*in_use[key]), list(in_use))
+
     def copy_referrers(self, original: ImageReference, verified: BackupOutcome) -> BackupOutcome:
         """``verified``, the outcome of a backup a workload already uses, once what refers to its digest in
         the repository of ``original`` (the upstream image the workload recorded) is in the backup's too.
 
         The workload runs from its backup whatever happens upstream: a failure here (upstream gone or
         unreachable) leaves the outcome verified, with the failure as its ``reason``. Nothing happens in
-        check mode, with ``referrers=False`` or for an unverified outcome. Never raises.
+        check mode, with ``referrers=False``, for an unverified outcome or for a backup in
+        ``referrers_checked``. Never raises.
         """
         if verified.backup is None or not verified.verified:
             return verified
         try:
             backup = parse_reference(verified.backup)
         except InvalidReference:
+            return verified
+        if str(backup) in self.settings.referrers_checked:
             return verified
         key = (f"referrers of {backup} from {original}", self._credentials.lookup(original.registry))
         checked = self._flight.do(key, lambda: self._with_referrers(original, backup, verified, self._credentials))
@@ -255,6 +273,8 @@ class BackupService:
                                  f"{source} does not exist in {source.registry} and has no backup")
         if stored is not None and stored.digest == upstream.digest:
             present = self._outcome(source, backup, upstream.digest, ImageState.PRESENT)
+            if str(source) in self.settings.referrers_checked:
+                return present
             return self._with_referrers(source, backup, present, credentials)
         if not self.settings.copy:
             return BackupOutcome(str(source), None, None, ImageState.MISSING, f"{source} is not backed up yet")
@@ -339,6 +359,17 @@ class BackupService:
     ) -> BackupOutcome:
         pinned = pinned_reference(backup.without_digest(), digest, pin=self.settings.pin)
         return BackupOutcome(str(source), pinned, digest, state, reason)
+
+
+def verify_in_use(backups: Backups, in_use: Mapping[str, ImageReference],
+                  originals: Mapping[str, ImageReference]) -> dict[str, BackupOutcome]:
+    """Each backup reference workloads already use, verified (one HEAD on the backup), keyed as ``in_use``;
+    those with a recorded original in ``originals`` also get what refers to it upstream that the backup
+    lacks (signatures added there since), one tag list each, side by side."""
+    verified = backups.ensure_all(in_use)
+    return verified | backups.copy_referrers_all({image: (originals[image], outcome)
+                                                  for image, outcome in verified.items()
+                                                  if outcome.verified and image in originals})
 
 
 def _failed(source: ImageReference, reason: str, error: RegistryError | None = None) -> BackupOutcome:

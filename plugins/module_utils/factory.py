@@ -12,7 +12,7 @@ the workloads' own pull Secrets complete them (see ``pullcredentials``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
 from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
 from ansible_collections.imageclone.backup.plugins.module_utils.proxies import ProxyEnvironment
+from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference, parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
 from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 
@@ -96,10 +97,12 @@ class BackupOptions:
 
 
 def backup_service(
-    options: BackupOptions, *, dry_run: bool = False, copy: bool = True, restore: bool = True
+    options: BackupOptions, *, dry_run: bool = False, copy: bool = True, restore: bool = True,
+    referrers_checked: Iterable[str] = (),
 ) -> BackupService:
     """A ``BackupService`` for ``options`` (``copy=False``: never make a first copy;
-    ``restore=False``: never copy a lost backup again either)."""
+    ``restore=False``: never copy a lost backup again either; ``referrers_checked``: the images whose
+    referrers an earlier step of the run copied, as written; see ``BackupSettings``)."""
     store = options.credentials()
     certs_dir = Path(options.certs_dir) if options.certs_dir else None
     insecure = frozenset(options.insecure_registries)
@@ -115,5 +118,18 @@ def backup_service(
         copier = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
                         timeout=float(options.copy_timeout), proxies=proxies)
     settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
-                              dry_run=dry_run, copy=copy, restore=restore, referrers=options.referrers)
+                              dry_run=dry_run, copy=copy, restore=restore, referrers=options.referrers,
+                              referrers_checked=_normalized(referrers_checked))
     return BackupService(registry, copier, store, options.policy, settings)
+
+
+def _normalized(images: Iterable[str]) -> frozenset[str]:
+    """``images`` as their normalized references (``nginx`` -> ``docker.io/library/nginx:latest``); an invalid
+    one names no image any workload can use, so it is left out."""
+    normalized = set()
+    for image in images:
+        try:
+            normalized.add(str(parse_reference(image)))
+        except InvalidReference:
+            continue
+    return frozenset(normalized)

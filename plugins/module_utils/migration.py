@@ -12,11 +12,11 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ansible_collections.imageclone.backup.plugins.module_utils.backup import Backups
+from ansible_collections.imageclone.backup.plugins.module_utils.backup import Backups, verify_in_use
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore, PullSecret
 from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApi, KubeApiError, api_from_options
-from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
+from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy, is_backup_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import (
     BackupOutcome,
     WorkloadPlan,
@@ -155,10 +155,12 @@ class Migration:
         copy: bool = True,
         restore: bool = True,
         pull_secret_name: str | None = None,
+        referrers_checked: Iterable[str] = (),
     ) -> Migration:
         """The whole pipeline for one cluster, from module-style connection and backup options."""
         pull_secret = options.pull_secret(pull_secret_name) if pull_secret_name else None
-        backups = backup_service(options, dry_run=dry_run, copy=copy, restore=restore)
+        backups = backup_service(options, dry_run=dry_run, copy=copy, restore=restore,
+                                 referrers_checked=referrers_checked)
         return cls(api_from_options(connection), backups, scope, pull_secret, use_pull_secrets=options.use_pull_secrets)
 
     @property
@@ -174,7 +176,9 @@ class Migration:
     def back_up(self, workloads: Iterable[Workload]) -> dict[str, BackupOutcome]:
         """Ensure every image of ``workloads`` is in the backup, keyed by image string as written.
 
-        Images that already point into the backup are verified with one HEAD.
+        Images that already point into the backup are verified with one HEAD,
+        and get what refers to their recorded original upstream that they lack
+        (``verify_in_use``).
         A backup found lost is restored from the original recorded on the
         workload (``imageclone.io/original-images``), at the pinned digest,
         into the very reference the workload uses (state ``restored``) while
@@ -198,21 +202,15 @@ class Migration:
             outcomes |= access.explain({image: retried.get(image, outcomes[image]) for image in unverified})
         in_backup = {image.image: image.reference for w in workloads for image in w.images
                      if image.reference is not None and is_backup_reference(image.reference, policy)}
-        verified = self.backups.ensure_all(in_backup)
+        originals = backups_in_use(workloads, policy)
+        verified = verify_in_use(self.backups, in_backup, originals)
         for image, outcome in verified.items():
             if outcome.state is ImageState.MISSING:
                 restore_access = self._source_credentials(reader, workloads, {image})
-                restored = self._restore(image, in_backup[image], workloads, outcome, restore_access.stores.get(image))
+                restored = self._restore(in_backup[image], originals.get(image), outcome,
+                                         restore_access.stores.get(image))
                 verified[image] = restore_access.explain({image: restored})[image]
-            elif outcome.verified:
-                verified[image] = self._referrers_of(image, workloads, outcome)
         return outcomes | verified
-
-    def _referrers_of(self, image: str, workloads: list[Workload], verified: BackupOutcome) -> BackupOutcome:
-        """A backup in use gets the signatures added upstream since: looked for in its recorded original's
-        repository (``copy_referrers``)."""
-        original = _recorded_original(image, workloads)
-        return verified if original is None else self.backups.copy_referrers(original, verified)
 
     @staticmethod
     def _source_credentials(reader: PullSecretReader | None, workloads: list[Workload],
@@ -221,13 +219,12 @@ class Migration:
             return SourceCredentials({}, {})
         return workload_source_credentials(reader, workloads, images)
 
-    def _restore(self, image: str, backup: ImageReference, workloads: list[Workload],
-                 lost: BackupOutcome, source_credentials: CredentialStore | None) -> BackupOutcome:
-        original = _recorded_original(image, workloads)
+    def _restore(self, backup: ImageReference, original: ImageReference | None, lost: BackupOutcome,
+                 source_credentials: CredentialStore | None) -> BackupOutcome:
         if original is None:
             return replace(lost, reason=f"backup {backup} was lost and no original image is recorded to restore "
                                         f"it from ({ORIGINAL_IMAGES}): the workload is unprotected")
-        return replace(self.backups.restore(original, backup, source_credentials), source=image)
+        return replace(self.backups.restore(original, backup, source_credentials), source=lost.source)
 
     def rewrite(self, workload: Workload, outcomes: Mapping[str, BackupOutcome]) -> WorkloadReport:
         """Rewrite one workload if all its images are verified; never raises for API or input trouble."""
@@ -319,8 +316,11 @@ def _owner_reason(owner: str, plan: WorkloadPlan) -> str:
     return f"owned by {owner}: backed up, rewrite left to the owner; configure {owner} to use {wanted}"
 
 
-def _recorded_original(backup: str, workloads: list[Workload]) -> ImageReference | None:
-    """The source image a workload recorded before it was rewritten to ``backup``."""
+def backups_in_use(workloads: Iterable[Workload], policy: NamingPolicy) -> dict[str, ImageReference]:
+    """Each image (as written) of ``workloads`` that points into the backup, with the source image a workload
+    recorded before it was rewritten to it (``imageclone.io/original-images``); the first record wins, and a
+    backup with no valid record is left out."""
+    found: dict[str, ImageReference] = {}
     for workload in workloads:
         try:
             recorded = original_images(workload)
@@ -328,9 +328,11 @@ def _recorded_original(backup: str, workloads: list[Workload]) -> ImageReference
             continue
         for image in workload.images:
             original = recorded.get(image.section, {}).get(image.container)
-            if image.image == backup and original:
-                try:
-                    return parse_reference(original)
-                except InvalidReference:
-                    return None
-    return None
+            if (not original or image.image in found or image.reference is None
+                    or not is_backup_reference(image.reference, policy)):
+                continue
+            try:
+                found[image.image] = parse_reference(original)
+            except InvalidReference:
+                continue
+    return found

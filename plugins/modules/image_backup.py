@@ -46,6 +46,17 @@ options:
         backed up.
       - Ignored with O(use_pull_secrets=false).
     type: dict
+  backups_in_use:
+    description:
+      - Backups that rewritten workloads already use, each with the upstream image it was copied from, as
+        RV(imageclone.backup.workload_images_info#module:backups_in_use) of
+        M(imageclone.backup.workload_images_info) lists them.
+      - Each is verified in the backup registry (one HEAD) and, with O(referrers=true), gets the signatures,
+        attestations and SBOMs added upstream since it was copied (one tag list of the original's repository);
+        nothing else is copied, and a lost one is only reported (M(imageclone.backup.workload_rewrite) restores it).
+      - A key that does not point into the backup registry, or an invalid reference, fails the task, naming it.
+    type: dict
+    default: {}
   fail_on_missing:
     description:
       - Whether an image that exists neither in its source registry nor in the backup fails the task.
@@ -158,6 +169,14 @@ images:
           and with O(referrers=false).
       type: int
       sample: 2
+backups_in_use:
+  description:
+    - One entry per backup of O(backups_in_use), with the keys of RV(images) (C(source) is the backup reference as
+      given); C(state) is V(present) when verified, V(missing) when lost (not a failure of the task).
+  returned: success, and failure after the images were looked at
+  type: list
+  elements: dict
+  sample: []
 copied:
   description: The images of O(images) copied now (or, in check mode, that would be).
   returned: success, and failure after the images were looked at
@@ -193,15 +212,21 @@ from ansible_collections.imageclone.backup.plugins.module_utils.adapters.argumen
     CONNECTION_ARGUMENTS,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.module import open_module
-from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import backup_failure, backup_results
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import (
+    backup_failure,
+    backup_results,
+    outcome,
+)
 
 try:
+    from ansible_collections.imageclone.backup.plugins.module_utils.backup import verify_in_use
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import (
         KubeApiError,
         KubeConfigError,
         api_from_options,
     )
+    from ansible_collections.imageclone.backup.plugins.module_utils.naming import is_backup_reference
     from ansible_collections.imageclone.backup.plugins.module_utils.pullcredentials import (
         PullSecretReader,
         SourceCredentials,
@@ -230,6 +255,22 @@ def parse_images(images):
     return references
 
 
+def parse_backups_in_use(backups_in_use, policy):
+    """``({backup as given: reference}, {backup as given: its original})``; ``ValueError`` naming every problem."""
+    backups, originals, problems = {}, {}, []
+    for backup, original in backups_in_use.items():
+        try:
+            backups[backup], originals[backup] = parse_reference(backup), parse_reference(str(original))
+        except InvalidReference as error:
+            problems.append(str(error))
+            continue
+        if not is_backup_reference(backups[backup], policy):
+            problems.append(f"{backup!r} does not point into the backup registry {policy.target_registry}")
+    if problems:
+        raise ValueError(f"backups_in_use: {'; '.join(problems)}")
+    return backups, originals
+
+
 def pull_secret_credentials(params, references):
     """The credentials of the ``pull_secrets`` of the images of ``references``, read from the cluster."""
     secrets = {image: names for image, names in (params["pull_secrets"] or {}).items() if image in references}
@@ -249,6 +290,7 @@ def main():
         library="urllib3",
         images={"type": "list", "elements": "str", "required": True},
         pull_secrets={"type": "dict", "no_log": False},  # Secret names, not secrets
+        backups_in_use={"type": "dict", "default": {}},
         fail_on_missing={"type": "bool", "default": True},
         fail_on_error={"type": "bool", "default": True},
     )
@@ -256,13 +298,17 @@ def main():
     try:
         references = parse_images(module.params["images"])
         service = backup_service(BackupOptions.from_mapping(module.params), dry_run=module.check_mode)
+        in_use, originals = parse_backups_in_use(module.params["backups_in_use"], service.policy)
         access = pull_secret_credentials(module.params, references)
     except (ValueError, KubeConfigError, KubeApiError) as error:
         module.fail_json(msg=str(error))
     outcomes = access.explain(service.ensure_all(references, access.stores)) if references else {}
+    verified_in_use = verify_in_use(service, in_use, originals) if in_use else {}
 
     results = backup_results(outcomes)
-    changed = bool(results["copied"]) or any(image["referrers_copied"] for image in results["images"])
+    results["backups_in_use"] = [outcome(result) for result in verified_in_use.values()]
+    changed = bool(results["copied"]) or any(image["referrers_copied"]
+                                             for image in results["images"] + results["backups_in_use"])
     failure = backup_failure(outcomes, module.params["fail_on_missing"], module.params["fail_on_error"])
     if failure:
         module.fail_json(msg=failure, changed=changed, **results)

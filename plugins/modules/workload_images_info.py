@@ -236,6 +236,19 @@ images:
   type: list
   elements: str
   sample: [nginx:1.27, quay.io/prometheus/node-exporter:v1.8.2]
+backups_in_use:
+  description:
+    - Every image of the workloads that already points into the backup registry, as written, with the upstream
+      image a workload recorded before it was rewritten to it (C(imageclone.io/original-images)); a backup with no
+      such record is left out.
+    - Ready to be passed to M(imageclone.backup.image_backup) as its
+      O(imageclone.backup.image_backup#module:backups_in_use), which verifies them and copies the signatures added
+      upstream since.
+  returned: always
+  type: dict
+  sample:
+    ? backup.example.com/platform/images:docker.io_library_nginx_1.27@sha256:4f3a5b1c9d0e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a
+    : docker.io/library/nginx:1.27
 pull_secrets:
   description:
     - Per image of RV(images) whose workloads pull with Secrets, those Secrets (C(namespace/name)) in order, each
@@ -259,7 +272,7 @@ from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results
 try:
     from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions
     from ansible_collections.imageclone.backup.plugins.module_utils.kube import KubeApiError, KubeConfigError
-    from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope
+    from ansible_collections.imageclone.backup.plugins.module_utils.migration import Migration, Scope, backups_in_use
     from ansible_collections.imageclone.backup.plugins.module_utils.plan import images_to_back_up, plan_workload
     from ansible_collections.imageclone.backup.plugins.module_utils.pullcredentials import (
         PullSecretReader,
@@ -290,6 +303,7 @@ def describe(params):
         "workloads": workloads,
         "skipped_workloads": [skipped_entry(item) for item in found.skipped],
         "images": images,
+        "backups_in_use": {image: str(original) for image, original in backups_in_use(found.workloads, policy).items()},
         "pull_secrets": {image: names for image, names in secrets.items() if names},
     }
 

@@ -59,6 +59,17 @@ options:
       - When credentials for the backup registry are given (it needs them) but this option is not, a workload
         rewritten without it gets a warning, as pods on nodes without credentials for that registry fail to pull.
     type: str
+  referrers_checked:
+    description:
+      - Images, as workloads use them, whose signatures, attestations and SBOMs an earlier task of the same run
+        already copied into the backup, such as the verified RV(imageclone.backup.image_backup#module:images) and
+        RV(imageclone.backup.image_backup#module:backups_in_use) of M(imageclone.backup.image_backup).
+      - They are not looked for upstream again, so that a run costs one such lookup per image however many batches
+        use it.
+      - These images are still verified in the backup registry (one HEAD each) before any rewrite.
+    type: list
+    elements: str
+    default: []
   wait:
     description:
       - Whether to wait, after writing, until the rollout of every written Deployment, DaemonSet and StatefulSet is
@@ -381,7 +392,7 @@ def run(params, check_mode):
     # previews the real run.
     engine = Migration.from_options(
         params, options, Scope.of(**scope_fields(params, ids)), dry_run=check_mode, copy=check_mode,
-        pull_secret_name=params["pull_secret"] if rewriting else None,
+        pull_secret_name=params["pull_secret"] if rewriting else None, referrers_checked=params["referrers_checked"],
     )
     workloads, skipped_ones, absent = select(engine.discover(), ids, params["ignore_namespaces"] or ())
     if rewriting:
@@ -418,6 +429,7 @@ def main():
         state={"type": "str", "choices": ["rewritten", "reverted"], "default": "rewritten"},
         workloads={"type": "list", "elements": "dict"},
         pull_secret={"type": "str", "no_log": False},  # the Secret's name, not a secret
+        referrers_checked={"type": "list", "elements": "str", "default": []},
         wait={"type": "bool", "default": False},
         wait_timeout={"type": "int", "default": 300},
         fail_on_blocked={"type": "bool", "default": False},

@@ -239,6 +239,12 @@ MODULE_CASES = {
                                  "flat target '' is not a repository name"),
     "a malformed source_authfile": ("image_backup", {"images": ["nginx"], "source_authfile": "@BROKEN@"},
                                     "is not valid JSON (line 1"),
+    "a backup in use outside the backup registry": (
+        "image_backup", {"images": [], "backups_in_use": {"nginx:1.27": "nginx:1.27"}},
+        "backups_in_use: 'nginx:1.27' does not point into the backup registry"),
+    "a backup in use with an invalid original": (
+        "image_backup", {"images": [], "backups_in_use": {"@BACKUP@:x_1": "Not A Reference"}},
+        "backups_in_use: invalid image reference 'Not A Reference'"),
     "workloads entries are not dicts": ("workload_rewrite", {"workloads": ["web"]},
                                         "Elements value for option 'workloads'"),
     "wait is not a bool": ("workload_rewrite", {"wait": "sometimes"}, "argument 'wait'"),
@@ -262,7 +268,8 @@ def module_results(lab, tmp_path_factory):
     namespace = new_namespace(lab, "faults-options")
     admin = lab.admin_api()
     admin.create(DEPLOYMENT, namespace, simple_deployment("web", {"main": lab.source_image(NGINX)}))
-    substitutions = {"@BROKEN@": str(broken), "@KUBECONFIG@": str(lab.kubeconfig), "@NAMESPACE@": namespace}
+    substitutions = {"@BACKUP@": f"{lab.config.backup_registry}/faults/options", "@BROKEN@": str(broken),
+                     "@KUBECONFIG@": str(lab.kubeconfig), "@NAMESPACE@": namespace}
 
     tasks = []
     for name, (module, options, _) in MODULE_CASES.items():
@@ -281,7 +288,7 @@ def _substitute(value, substitutions):
     if isinstance(value, list):
         return [_substitute(item, substitutions) for item in value]
     if isinstance(value, dict):
-        return {key: _substitute(item, substitutions) for key, item in value.items()}
+        return {_substitute(key, substitutions): _substitute(item, substitutions) for key, item in value.items()}
     return value
 
 

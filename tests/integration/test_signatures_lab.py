@@ -24,6 +24,7 @@ from faults_support import (
     simple_deployment,
     workload_images,
 )
+from test_playbook_lab import run_playbook, variables
 
 from ansible_collections.imageclone.backup.plugins.module_utils.backup import BackupService, BackupSettings
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
@@ -185,6 +186,42 @@ def test_a_pass_over_rewritten_workloads_copies_a_signature_added_upstream_since
     assert cosign.verify(rewritten).returncode == 0
     settled = engine_migration(iso, repository, [namespace]).run()
     assert settled.images[rewritten].referrers_copied == 0
+
+
+def tag_lists(iso: Lab, image: str, mark: int) -> int:
+    return sum("/tags/list" in request.path and request.status != 401 for request in source_requests(iso, image, mark))
+
+
+def test_the_playbook_looks_upstream_for_referrers_once_per_image_however_many_batches(iso, cosign, tmp_path):
+    """Three signed images, each run by four Deployments, rewritten two per batch: a run looks for each image's
+    referrers upstream once (its backup task does, and the rewrite batches trust it), the first run and a warm
+    one alike; a signature added upstream between the two reaches the backup reference the workloads use."""
+    namespace = new_namespace(iso, "signed-batches")
+    signed = [signed_image(iso, cosign) for _ in range(3)]
+    admin = iso.admin_api()
+    for index, (image, _digest) in enumerate(signed):
+        for replica in range(4):
+            admin.create(KINDS["Deployment"], namespace, simple_deployment(f"app-{index}-{replica}", {"main": image}))
+    prefix = f"signed/{uuid.uuid4().hex[:10]}"
+    extra = variables(iso, [namespace], prefix, imageclone_batch_size=2)
+
+    marks = {image: len(source_requests(iso, image, 0)) for image, _digest in signed}
+    run_playbook(iso, "migrate", extra)
+    assert {image: tag_lists(iso, image, marks[image]) for image, _digest in signed} == {i: 1 for i, _d in signed}
+    backups = {image for images in workload_images(admin, namespace).values() for image in images}
+    assert len(backups) == 3 and all(image.startswith(f"{iso.config.backup_registry}/{prefix}:") for image in backups)
+    assert all(cosign.verify(backup).returncode == 0 for backup in backups)
+
+    image, digest = signed[0]
+    second = Cosign(tmp_path / "second-signer", iso.ca_cert(), (iso.backup_authfile,))
+    second.sign(f"{image.rsplit(':', 1)[0]}@{digest}")
+    [backup] = [backup for backup in backups if backup.endswith(f"@{digest}")]
+    assert second.verify(backup).returncode != 0
+    marks = {image: len(source_requests(iso, image, 0)) for image, _digest in signed}
+    warm = run_playbook(iso, "migrate", extra)
+    assert {image: tag_lists(iso, image, marks[image]) for image, _digest in signed} == {i: 1 for i, _d in signed}
+    assert "changed=0" not in warm.stdout  # the new signature was copied
+    assert second.verify(backup).returncode == 0 and cosign.verify(backup).returncode == 0
 
 
 def test_the_controller_resync_copies_a_signature_added_upstream_since(iso, cosign, tmp_path):

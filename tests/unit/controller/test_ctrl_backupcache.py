@@ -22,10 +22,11 @@ class Service:
         self.calls.append(["restore", original, backup])
         return "restored-outcome"
 
-    def copy_referrers(self, original, verified):
-        self.calls.append(["referrers", original, verified.backup])
-        return BackupOutcome(verified.source, verified.backup, verified.digest, verified.state,
-                             self.states.get("reason"), referrers_copied=1)
+    def copy_referrers_all(self, in_use):
+        self.calls.append(["referrers", *sorted(in_use)])
+        return {key: BackupOutcome(verified.source, verified.backup, verified.digest, verified.state,
+                                   self.states.get("reason"), referrers_copied=1)
+                for key, (_original, verified) in in_use.items()}
 
 
 class Clock:
@@ -70,24 +71,37 @@ def test_only_the_images_asked_again_hand_their_source_credentials_on():
     assert service.calls[-1] == ["private:1"] and service.credentials == {"private:1": "store of private"}
 
 
+def used(image="backup:src_1@sha256:x"):
+    return BackupOutcome(image, image, "sha256:x", "present")
+
+
 def test_referrers_of_a_backup_in_use_are_looked_for_once_per_resync():
     service, clock = Service({}), Clock()
     cache = CachedBackups(service, 60, clock=clock)
-    used = BackupOutcome("backup:src_1@sha256:x", "backup:src_1@sha256:x", "sha256:x", "present")
-    assert cache.copy_referrers("src:1", used).referrers_copied == 1
-    assert cache.copy_referrers("src:1", used) is used  # answered from memory: no registry request
+    in_use = {"backup:src_1@sha256:x": ("src:1", used())}
+    assert cache.copy_referrers_all(in_use)["backup:src_1@sha256:x"].referrers_copied == 1
+    assert cache.copy_referrers_all(in_use) == {"backup:src_1@sha256:x": used()}  # from memory: no request
     assert len(service.calls) == 1
     cache.clear()  # a resync looks upstream again, and so does an expired entry
-    cache.copy_referrers("src:1", used)
+    cache.copy_referrers_all(in_use)
     clock.now = 61
-    cache.copy_referrers("src:1", used)
+    cache.copy_referrers_all(in_use)
     assert len(service.calls) == 3
+
+
+def test_only_the_backups_not_checked_lately_go_to_the_service_together():
+    service = Service({})
+    cache = CachedBackups(service, 60)
+    cache.copy_referrers_all({"backup:a": ("a:1", used("backup:a"))})
+    both = cache.copy_referrers_all({"backup:a": ("a:1", used("backup:a")), "backup:b": ("b:1", used("backup:b"))})
+    assert service.calls == [["referrers", "backup:a"], ["referrers", "backup:b"]]
+    assert (both["backup:a"].referrers_copied, both["backup:b"].referrers_copied) == (0, 1)
 
 
 def test_a_failed_referrer_check_is_not_remembered():
     service = Service({"reason": "its referrers upstream were not re-checked: registry down"})
     cache = CachedBackups(service, 60)
-    used = BackupOutcome("backup:src_1@sha256:x", "backup:src_1@sha256:x", "sha256:x", "present")
-    cache.copy_referrers("src:1", used)
-    cache.copy_referrers("src:1", used)
+    in_use = {"backup:src_1@sha256:x": ("src:1", used())}
+    cache.copy_referrers_all(in_use)
+    cache.copy_referrers_all(in_use)
     assert len(service.calls) == 2
