@@ -35,9 +35,11 @@ image: lab-up
 deploy: helm
 	@$(PYTHON) -m lab.helm render-deploy
 
-# cosign, distribution v3 and toxiproxy, for the signature, copier and fault tests (first time: cosign took 30 minutes on a busy 2-core machine).
+# cosign, distribution v3, toxiproxy and the registry with the referrers API, for the signature, copier and fault
+# tests (first time: cosign took 30 minutes on a busy 2-core machine).
 test-binaries: bootstrap
-	@$(PYTHON) -c 'from lab.binaries import ensure_cosign, ensure_tools; print(ensure_cosign(), ensure_tools())'
+	@$(PYTHON) -c 'from lab.binaries import ensure_cosign, ensure_referrers_registry, ensure_tools; \
+		print(ensure_cosign(), ensure_tools(), ensure_referrers_registry())'
 
 lab-up: binaries
 	@$(PYTHON) -m lab up

@@ -1,9 +1,10 @@
 """Build the lab's Go programs from pinned Go modules, once per pin.
 
-Three module folders: ``kube/`` (the Kubernetes components, etcd and kubectl
+Four module folders: ``kube/`` (the Kubernetes components, etcd and kubectl
 at one release), ``tools/`` (distribution v3, a second registry
-implementation, and toxiproxy, a fault-injecting TCP proxy) and ``cosign/``
-(signing and verifying images, for the signature tests). Binaries are
+implementation, and toxiproxy, a fault-injecting TCP proxy), ``cosign/``
+(signing and verifying images, for the signature tests) and ``referrers/``
+(go-containerregistry's registry, which serves the OCI 1.1 referrers API). Binaries are
 cached outside the clone under ``~/.cache/image-clone/bin/<key>/``
 (lab/cache.py); the key hashes go.mod and go.sum, so a changed pin rebuilds
 and an unchanged one is instant.
@@ -23,6 +24,7 @@ LAB = Path(__file__).resolve().parent
 GO_MODULE = LAB / "kube"
 TOOLS_MODULE = LAB / "tools"
 COSIGN_MODULE = LAB / "cosign"
+REFERRERS_MODULE = LAB / "referrers"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "etcd", "kubectl")
 # toxiproxy's server is built from its own package; its binary takes the package's name.
 TOOLS = ("registry", "server")
@@ -111,3 +113,15 @@ def ensure_cosign(log=sys.stderr) -> Path:
     key = f"cosign-{version}-{pin_digest(COSIGN_MODULE)}"
     return cached("bin", key, build, expect=["cosign"], log=log,
                   what=f"cosign {version} from Go modules (first time only: about 5 minutes on 2 cores)") / "cosign"
+
+
+def ensure_referrers_registry(log=sys.stderr) -> Path:
+    """The path of the registry serving the OCI 1.1 referrers API (go-containerregistry's), built first if needed."""
+    version = pinned_version(REFERRERS_MODULE, "github.com/google/go-containerregistry")
+
+    def build(staging: Path) -> None:
+        go_build(REFERRERS_MODULE, ["."], staging, "-s -w")
+
+    key = f"referrers-{version}-{pin_digest(REFERRERS_MODULE)}"
+    what = f"go-containerregistry {version}'s registry (first time only: about a minute on 2 cores)"
+    return cached("bin", key, build, expect=["referrers"], log=log, what=what) / "referrers"

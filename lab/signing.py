@@ -66,6 +66,12 @@ class Cosign:
         """Sign ``image`` (pinned by digest) into cosign's ``sha256-<digest>.sig`` tag."""
         self.run("sign", f"--key={self.private_key}", "--tlog-upload=false", "--yes", image)
 
+    def sign_oci(self, image: str) -> None:
+        """Sign ``image`` the OCI 1.1 way: a manifest whose ``subject`` is the image, pushed by digest, no
+        ``.sig`` tag; a registry without the referrers API gets the ``sha256-<digest>`` index tag."""
+        self.run("sign", f"--key={self.private_key}", "--tlog-upload=false", "--yes",
+                 "--registry-referrers-mode=oci-1-1", image, experimental=True)
+
     def attest_sbom(self, image: str, name: str = "lab-image") -> None:
         """Attach a signed SPDX SBOM attestation to ``image`` (its ``sha256-<digest>.att`` tag)."""
         sbom = self.directory / f"sbom-{secrets.token_hex(4)}.json"
@@ -86,9 +92,12 @@ class Cosign:
         self.run("attach", "sbom", f"--sbom={sbom}", "--type=spdx", "--registry-referrers-mode=oci-1-1", image,
                  experimental=True)
 
-    def verify(self, image: str) -> subprocess.CompletedProcess:
-        """``cosign verify --key`` of ``image``, not raising: the caller looks at the return code."""
-        return self.run("verify", f"--key={self.public_key}", "--insecure-ignore-tlog=true", image, check=False)
+    def verify(self, image: str, *, oci11: bool = False) -> subprocess.CompletedProcess:
+        """``cosign verify --key`` of ``image``, not raising: the caller looks at the return code. ``oci11``:
+        the signature is looked up as an OCI 1.1 referrer (the referrers API, else the index tag), not a tag."""
+        oci = ("--experimental-oci11",) if oci11 else ()
+        return self.run("verify", f"--key={self.public_key}", "--insecure-ignore-tlog=true", *oci, image,
+                        check=False)
 
     def verify_attestation(self, image: str) -> subprocess.CompletedProcess:
         return self.run("verify-attestation", f"--key={self.public_key}", f"--type={SBOM_TYPE}",

@@ -21,18 +21,33 @@ lacks it or holds another digest: the signature payload names the image's
 digest, which the backup keeps, so ``cosign verify`` of the backup reference
 finds ``<backup repository>:<algorithm>-<hex>.sig`` and checks it as upstream.
 
-Artifacts pushed through a registry's referrers API alone (with no tag) are
-not seen: see docs/signatures.md.
+Artifacts pushed to a registry that serves the OCI 1.1 referrers API carry no
+tag: ``GET /v2/<name>/referrers/<digest>`` lists them, one more request per
+image. Each one the backup lacks is copied by digest (byte for byte), and is
+then listed where clients look in the backup: by the backup registry's own
+referrers API, else in the backup's ``<algorithm>-<hex>`` index tag, merged
+with what that tag lists already. Where the source serves the API, its answer
+stands for the source's index tag, which is not copied as such. A registry
+without the API (it answers 404, or the like) is asked once an hour, not once
+per image (``RegistryClient.referrers``). Warm, an image with such artifacts costs the
+backup one request (its referrers query, or a GET of its index tag) and the
+source none beyond the query: a digest the backup lists needs no HEAD.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from ansible_collections.imageclone.backup.plugins.module_utils.copier import Copier, CopyError
 from ansible_collections.imageclone.backup.plugins.module_utils.credentials import CredentialStore
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import ImageReference, InvalidReference
-from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient, RegistryError
+from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
+    OCI_INDEX,
+    RegistryClient,
+    RegistryError,
+)
 
 COSIGN_SUFFIXES: Final = (".att", ".sbom", ".sig")
 # One page holds every candidate even with a few unrelated tags sorting among them (``sha256-<hex>-foo``).
@@ -72,6 +87,24 @@ def listing_start(digest: str) -> str:
     return base[:-1] + chr(ord(base[-1]) - 1) + _AFTER_EVERY_TAG
 
 
+def merged_index(stored: Mapping[str, Any] | None, referrers: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The tag schema index ``stored`` (a new one when ``None``) listing also each of ``referrers`` it lacks.
+
+    A descriptor is known by its digest; ``stored``'s own entries and fields stay as they are, the new
+    ones follow in their order, and a digest listed twice in ``referrers`` is added once.
+    """
+    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    index.update(stored or {})
+    manifests = list(index["manifests"])
+    known = {entry["digest"] for entry in manifests}
+    for referrer in referrers:
+        if referrer["digest"] not in known:
+            manifests.append(dict(referrer))
+            known.add(referrer["digest"])
+    index["manifests"] = manifests
+    return index
+
+
 @dataclass(frozen=True)
 class ReferrerCopies:
     """Finds an image's referrers in its source repository and copies the missing ones to its backup's.
@@ -90,12 +123,19 @@ class ReferrerCopies:
         ``source_registry`` answers for the source (with its credentials),
         ``credentials`` go to the copier. Raises ``ReferrerError``.
         """
+        repository = source.with_digest(None).with_tag(None)
         try:
+            listed = source_registry.referrers(repository, digest)
             found = self._found(source, digest, source_registry)
+            if listed is not None:
+                found = [tag for tag in found if tag != digest_tag(digest)]
             copied = 0
             for tag in found:
-                copied += self._sync_one(source.with_digest(None).with_tag(tag),
-                                         backup.with_digest(None).with_tag(tag), source_registry, credentials)
+                copied += self._sync_one(repository.with_tag(tag), backup.with_digest(None).with_tag(tag),
+                                         source_registry, credentials)
+            if listed:
+                copied += self._sync_listed(listed, repository, digest, backup.with_digest(None).with_tag(None),
+                                            credentials)
             return copied
         except RegistryError as error:
             raise ReferrerError(f"referrers of {digest}: {error}", transient=True) from None
@@ -141,3 +181,47 @@ class ReferrerCopies:
             found = copied.digest if copied else "nothing"
             raise ReferrerError(f"{destination} has {found} after the copy, expected {upstream.digest}")
         return 1
+
+    def _sync_listed(self, listed: tuple[dict[str, Any], ...], source: ImageReference, digest: str,
+                     backup: ImageReference, credentials: CredentialStore) -> int:
+        """Copy into the repository ``backup`` the manifests the repository ``source`` lists as referring to
+        ``digest`` and the backup does not list yet, then list them there too; how many were copied."""
+        index_tag = backup.with_tag(digest_tag(digest))
+        served = self.backup_registry.referrers(backup, digest)
+        index = merged_index(self._stored_index(index_tag), ()) if served is None else None
+        present = {entry["digest"] for entry in (index["manifests"] if index is not None else served or ())}
+        missing = list({entry["digest"]: entry for entry in listed if entry["digest"] not in present}.values())
+        for entry in missing:
+            target = backup.with_digest(entry["digest"])
+            self.copier.copy(source.with_digest(entry["digest"]), target, credentials)
+            if self.backup_registry.head_manifest(target) is None:
+                raise ReferrerError(f"{target} is missing after the copy")
+        if index is not None and missing:
+            # Only once every manifest it lists is there: a client follows the index at once.
+            self._put_index(index_tag, merged_index(index, missing))
+        return len(missing)
+
+    def _stored_index(self, tag: ImageReference) -> dict[str, Any] | None:
+        """The index the backup's tag schema tag holds, ``None`` when there is none."""
+        response = self.backup_registry.request(tag, "GET", f"/v2/{tag.path}/manifests/{tag.tag}",
+                                                {"Accept": OCI_INDEX})
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise RegistryError(tag, f"unexpected HTTP {response.status} to a manifest GET")
+        try:
+            index = json.loads(response.data)
+        except ValueError:
+            index = None
+        manifests = index.get("manifests") if isinstance(index, dict) else None
+        if not isinstance(manifests, list) or index.get("mediaType") != OCI_INDEX or not all(
+                isinstance(entry, dict) and isinstance(entry.get("digest"), str) for entry in manifests):
+            raise ReferrerError(f"{tag} holds something other than an OCI image index, which is left as it is")
+        return index
+
+    def _put_index(self, tag: ImageReference, index: dict[str, Any]) -> None:
+        response = self.backup_registry.request(tag, "PUT", f"/v2/{tag.path}/manifests/{tag.tag}",
+                                                {"Content-Type": OCI_INDEX}, push=True,
+                                                body=json.dumps(index, separators=(",", ":")))
+        if response.status != 201:
+            raise RegistryError(tag, f"HTTP {response.status} to the PUT of its referrers index")

@@ -3,7 +3,8 @@
 ``RegistryClient.head_manifest`` sends ``HEAD /v2/<path>/manifests/<ref>``
 and never a GET: Docker Hub counts manifest GETs as pulls against its rate
 limit, HEADs it does not. ``list_tags`` reads one page of a repository's tag
-list (a GET, but of no manifest), where a digest's signatures and referrers sit.
+list (a GET, but of no manifest), where a digest's signatures and referrers sit;
+``referrers`` asks the OCI 1.1 referrers API for the rest.
 Copiers send the rest of the distribution API through ``request`` and
 ``fetch``, authorized the same way (push scope for a bearer token); only a
 HEAD ever decides whether to copy.
@@ -61,8 +62,9 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
     digest_problem,
 )
 
+OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
 MANIFEST_MEDIA_TYPES: Final = (
-    "application/vnd.oci.image.index.v1+json",
+    OCI_INDEX,
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -74,6 +76,12 @@ THROTTLING_STATUSES: Final = frozenset({429, 503})
 # Docker Hub serves the API of "docker.io" from another host.
 _API_HOSTS: Final = {"docker.io": "registry-1.docker.io"}
 _TOKEN_MARGIN_MAX: Final = 30.0
+# Answers of a registry without the referrers API to a query of it; 400 is what some give for
+# an unknown route, and a registry with the API sends it only for a malformed digest, which is never sent.
+_NO_REFERRERS_API: Final = frozenset({400, 404, 405, 406})
+# Seconds a registry's lack of the referrers API is believed: one question per registry, not per image,
+# and an upgraded registry is found within the hour.
+REFERRERS_API_RECHECK: Final = 3600.0
 _OAUTH_CLIENT_ID: Final = "image-clone"
 
 _TOKEN: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -227,6 +235,12 @@ def should_retry(attempt: int, delay: float, *, max_retries: int, max_backoff: f
     return attempt < max_retries and delay <= max_backoff
 
 
+def referrers_api_absent(status: int, content_type: str) -> bool:
+    """Whether a referrers query answered ``status`` with ``content_type`` says the registry has no such API:
+    an unknown route, or a success that is no OCI index (a catch-all page); other errors are errors."""
+    return status in _NO_REFERRERS_API or (status == 200 and content_type.partition(";")[0].strip() != OCI_INDEX)
+
+
 def token_lifetime(expires_in: object) -> float:
     """Seconds a bearer token may be reused: ``expires_in`` (default 60) minus a safety margin.
 
@@ -325,6 +339,9 @@ class RegistryClient:
         self._proxy_pools: dict[Proxy, urllib3.ProxyManager] = {}
         self._lock = threading.Lock()
         self._challenges: dict[str, Challenge] = {}
+        # Per registry: whether it serves the referrers API, and when (time.monotonic()) it answered so.
+        self._referrers_api: dict[str, tuple[bool, float]] = {}
+        self._referrers_probes: dict[str, threading.Lock] = {}
         self._rate_limits: dict[str, RateLimitState] = {}
         self._requests: Counter[str] = Counter()
         self._tokens = _TokenCache()
@@ -385,13 +402,55 @@ class RegistryClient:
             return None
         if response.status != 200:
             raise RegistryError(ref, f"unexpected HTTP {response.status} to a tag list")
-        try:
-            tags = json.loads(response.data).get("tags") or []
-        except (ValueError, AttributeError):
-            raise RegistryError(ref, "the tag list is not a JSON object") from None
-        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        tags = _listed(ref, response.data, "tags", "tag list")
+        if not all(isinstance(tag, str) for tag in tags):
             raise RegistryError(ref, "the tag list's tags are not a list of strings")
         return TagPage(tuple(tags), 'rel="next"' in response.headers.get("Link", ""))
+
+    def referrers(self, repository: ImageReference, digest: str) -> tuple[dict[str, Any], ...] | None:
+        """The descriptors of the manifests whose ``subject`` is ``digest`` in ``repository``, as the registry
+        lists them (``artifactType`` and ``annotations`` included), from one ``GET
+        /v2/<path>/referrers/<digest>``; ``None`` where the registry has no referrers API. Such a registry
+        is not asked again before ``REFERRERS_API_RECHECK`` seconds, and one that has not answered yet is
+        asked by one thread at a time. Only the first page of a paged answer is read. Raises like
+        ``head_manifest``.
+        """
+        problem = digest_problem(digest)
+        if problem is not None:
+            raise ValueError(f"invalid digest {digest!r}: {problem}")
+        registry = repository.registry
+        serves = self._serves_referrers(registry)
+        if serves is None:
+            with self._lock:
+                probe = self._referrers_probes.setdefault(registry, threading.Lock())
+            # Until the registry has answered, one query at a time: the threads waiting learn from its answer.
+            with probe:
+                serves = self._serves_referrers(registry)
+                if serves is None:
+                    return self._query_referrers(repository, digest)
+        return self._query_referrers(repository, digest) if serves else None
+
+    def _serves_referrers(self, registry: str) -> bool | None:
+        """Whether ``registry`` serves the referrers API, as it answered; ``None``: ask it (again)."""
+        with self._lock:
+            serves, when = self._referrers_api.get(registry, (False, -REFERRERS_API_RECHECK))
+        return None if not serves and time.monotonic() - when >= REFERRERS_API_RECHECK else serves
+
+    def _query_referrers(self, repository: ImageReference, digest: str) -> tuple[dict[str, Any], ...] | None:
+        url = f"{self._base_url(repository.registry)}/v2/{repository.path}/referrers/{digest}"
+        response = self._authorized(repository, "GET", url, {"Accept": OCI_INDEX})
+        absent = referrers_api_absent(response.status, response.headers.get("Content-Type", ""))
+        if absent or response.status == 200:
+            with self._lock:
+                self._referrers_api[repository.registry] = (not absent, time.monotonic())
+        if absent:
+            return None
+        if response.status != 200:
+            raise RegistryError(repository, f"unexpected HTTP {response.status} to a referrers query")
+        manifests = _listed(repository, response.data, "manifests", "referrers answer")
+        if not all(_is_descriptor(entry) for entry in manifests):
+            raise RegistryError(repository, "the referrers answer lists something other than descriptors")
+        return tuple(manifests)
 
     def with_credentials(self, credentials: CredentialStore) -> RegistryClient:
         """This client answering with ``credentials``; connections, tokens, throttling and counts stay shared."""
@@ -643,6 +702,25 @@ def _manifest_info(ref: ImageReference, headers: Mapping[str, str]) -> ManifestI
     if not media_type or not _DIGITS_RE.fullmatch(size):
         raise RegistryError(ref, "the HEAD answer lacks Content-Type or Content-Length")
     return ManifestInfo(digest, media_type, int(size))
+
+
+def _listed(ref: ImageReference, body: bytes, field: str, what: str) -> list[Any]:
+    """The list ``field`` of the JSON object ``body`` (empty when absent or null), the answer ``what`` names."""
+    try:
+        listed = json.loads(body).get(field) or []
+    except (ValueError, AttributeError):
+        raise RegistryError(ref, f"the {what} is not a JSON object") from None
+    if not isinstance(listed, list):
+        raise RegistryError(ref, f"the {what}'s {field} are not a list")
+    return listed
+
+
+def _is_descriptor(entry: object) -> bool:
+    """A descriptor whose digest may go into URL paths and whose size is a byte count."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+        return False
+    size = entry.get("size")
+    return digest_problem(entry["digest"]) is None and isinstance(size, int) and not isinstance(size, bool)
 
 
 def _sha256_digest(data: bytes) -> str:

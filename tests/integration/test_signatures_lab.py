@@ -3,7 +3,9 @@
 Images are signed and attested in the lab's source registry with a key pair,
 offline; after the backup, ``cosign verify --key`` and ``cosign
 verify-attestation`` run against the backup reference a workload is rewritten
-to, and must fail against a backup made with ``referrers=False``.
+to, and must fail against a backup made with ``referrers=False``. Images in a
+registry serving the OCI 1.1 referrers API are signed there the OCI 1.1 way
+(no tag at all), and their backup verifies with ``cosign verify --experimental-oci11``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from lab.controller_process import ControllerProcess
 from lab.images import ImageSpec, Layer
 from lab.lab import Lab, http_status
 from lab.processes import free_port
+from lab.referrers_registry import ReferrersRegistry
 from lab.signing import Cosign
 from lab.waiting import wait_for
 
@@ -130,8 +133,11 @@ def test_a_warm_run_costs_one_tag_list_and_two_heads_per_artifact(iso, cosign):
     warm = service(iso, naming_policy).ensure_all(images)
 
     assert {(o.state, o.referrers_copied) for o in warm.values()} == {("present", 0)}
+    # The referrers API is asked once for the registry, whichever image comes first: its 404 says it has none.
+    queries = [r for name in images for r in source_requests(iso, name, marks[name]) if "/referrers/" in r.path]
+    assert [r.status for r in queries if r.status != 401] == [404], queries
     unsigned_requests = [(r.method, r.path.split("/")[-2]) for r in source_requests(iso, unsigned, marks[unsigned])
-                         if r.status != 401]
+                         if r.status != 401 and "/referrers/" not in r.path]
     assert unsigned_requests == [("HEAD", "manifests"), ("GET", "tags")], \
         source_requests(iso, unsigned, marks[unsigned])  # the image, then one tag list page
     signed_requests = [r for r in source_requests(iso, image, marks[image]) if r.status != 401]
@@ -329,3 +335,91 @@ def test_distribution_v3_has_no_referrers_api_and_its_tag_schema_index_is_copied
                                          f"docker://{repository}:{digest_tag(digest)}"))
     assert index == source_index and len(index["manifests"]) == 1
     assert index["manifests"][0]["artifactType"].endswith("sbom.v1+json")
+
+
+@pytest.fixture(scope="module")
+def referrers_api(iso):
+    """go-containerregistry's registry, which serves the referrers API: a client pushing there writes no tag."""
+    with ReferrersRegistry(iso) as registry:
+        yield registry
+
+
+def api_signed_image(iso: Lab, cosign: Cosign, registry: ReferrersRegistry) -> tuple[str, str, list]:
+    """A fresh index in the registry with the referrers API, signed and given an SBOM the OCI 1.1 way: its
+    reference, its digest and what the API lists as referring to it."""
+    seeded, digest = unique_image(iso)
+    repository = f"{registry.address}/api/{uuid.uuid4().hex[:10]}"
+    iso.skopeo("copy", "--all", "--preserve-digests", f"--src-cert-dir={iso.certs_dir}",
+               f"--dest-cert-dir={iso.certs_dir}", f"docker://{seeded}", f"docker://{repository}:1.0")
+    cosign.sign_oci(f"{repository}@{digest}")
+    cosign.attach_sbom_oci(f"{repository}@{digest}")
+    with RegistryClient(CredentialStore(), certs_dir=iso.certs_dir) as anonymous:
+        listed = anonymous.referrers(parse_reference(repository), digest)
+    tags = json.loads(iso.skopeo("list-tags", f"--cert-dir={iso.certs_dir}", f"docker://{repository}"))["Tags"]
+    assert tags == ["1.0"] and listed is not None and len(listed) == 2  # no tag: only the API knows them
+    assert cosign.verify(f"{repository}@{digest}", oci11=True).returncode == 0
+    return f"{repository}:1.0", digest, list(listed)
+
+
+def test_referrers_listed_by_the_api_alone_are_copied_and_verify_from_the_backup(iso, cosign, referrers_api):
+    """The backup registry (docker-registry 2.8) has no referrers API: the artifacts are pushed by digest and
+    listed in the backup's ``sha256-<hex>`` index tag, where ``cosign verify --experimental-oci11`` finds them."""
+    image, digest, listed = api_signed_image(iso, cosign, referrers_api)
+
+    outcome = service(iso, policy(iso)).ensure_all({image: parse_reference(image)})[image]
+
+    assert (outcome.state, outcome.digest, outcome.referrers_copied) == ("copied", digest, 2), outcome.reason
+    verified = cosign.verify(outcome.backup, oci11=True)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout.strip().splitlines()[0])[0]["critical"]["image"]["docker-manifest-digest"] \
+        == digest
+    backup = parse_reference(outcome.backup)
+    index = json.loads(iso.skopeo("inspect", "--raw", f"--cert-dir={iso.certs_dir}",
+                                  f"--authfile={iso.backup_authfile}",
+                                  f"docker://{backup.without_digest().with_tag(digest_tag(digest))}"))
+    assert sorted(index["manifests"], key=lambda entry: entry["digest"]) == \
+        sorted(listed, key=lambda entry: entry["digest"])
+    for entry in listed:  # byte for byte: the digest the API listed is the backup's
+        raw = iso.skopeo("inspect", "--raw", f"--cert-dir={iso.certs_dir}", f"--authfile={iso.backup_authfile}",
+                         f"docker://{backup.repository}@{entry['digest']}")
+        assert json.loads(raw)["subject"]["digest"] == digest
+
+
+def test_without_referrers_an_api_signed_backup_does_not_verify(iso, cosign, referrers_api):
+    image, digest, _ = api_signed_image(iso, cosign, referrers_api)
+    outcome = service(iso, policy(iso), referrers=False).ensure_all({image: parse_reference(image)})[image]
+
+    assert (outcome.state, outcome.digest, outcome.referrers_copied) == ("copied", digest, 0)
+    assert cosign.verify(outcome.backup, oci11=True).returncode != 0
+
+
+def test_a_signature_added_through_the_api_later_joins_the_backup_index(iso, cosign, referrers_api, tmp_path):
+    """The backup's index tag keeps what it lists and gets the new artifact; a warm run then asks the source
+    one referrers query and one tag list beside the image's HEAD, and the backup one GET of its index."""
+    image, digest, _ = api_signed_image(iso, cosign, referrers_api)
+    naming_policy = policy(iso)
+    first = service(iso, naming_policy).ensure_all({image: parse_reference(image)})[image]
+    assert first.referrers_copied == 2
+    second = Cosign(tmp_path / "second-signer", iso.ca_cert(), (iso.backup_authfile,))
+    second.sign_oci(f"{image.rsplit(':', 1)[0]}@{digest}")
+
+    later = service(iso, naming_policy).ensure_all({image: parse_reference(image)})[image]
+
+    assert (later.state, later.referrers_copied) == ("present", 1), later.reason
+    backup = parse_reference(later.backup)
+    index = json.loads(iso.skopeo("inspect", "--raw", f"--cert-dir={iso.certs_dir}",
+                                  f"--authfile={iso.backup_authfile}",
+                                  f"docker://{backup.without_digest().with_tag(digest_tag(digest))}"))
+    assert len(index["manifests"]) == 3
+    assert second.verify(later.backup, oci11=True).returncode == 0
+
+    backup_mark = len(iso.registry_requests("registry-backup", naming_policy.target_path))
+    warm_service = service(iso, naming_policy)
+    warm = warm_service.ensure_all({image: parse_reference(image)})[image]
+
+    assert (warm.state, warm.referrers_copied) == ("present", 0)
+    assert warm_service.registry.request_counts()[referrers_api.address] == 3  # HEAD, referrers, tag list
+    backup_requests = [(r.method, r.path.split("/")[-2]) for r in iso.registry_requests(
+        "registry-backup", naming_policy.target_path)[backup_mark:] if r.status != 401]
+    # The image's HEAD, the referrers query that finds no API (once per registry), the index tag's GET.
+    assert backup_requests == [("HEAD", "manifests"), ("GET", "referrers"), ("GET", "manifests")], backup_requests

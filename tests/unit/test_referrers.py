@@ -1,4 +1,5 @@
-"""The tags that hold an image's referrers, and the one tag list page that finds them all."""
+"""The tags that hold an image's referrers, the one tag list page that finds them all, the index tag that lists
+what the referrers API listed upstream, and the answers that say a registry has no such API."""
 from __future__ import annotations
 
 from hypothesis import given
@@ -9,8 +10,10 @@ from ansible_collections.imageclone.backup.plugins.module_utils.reference import
 from ansible_collections.imageclone.backup.plugins.module_utils.referrers import (
     digest_tag,
     listing_start,
+    merged_index,
     referrer_tags,
 )
+from ansible_collections.imageclone.backup.plugins.module_utils.registry import OCI_INDEX, referrers_api_absent
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -42,3 +45,36 @@ def test_a_digest_ending_in_zero_starts_before_it():
     digest = "sha256:" + "1" * 63 + "0"
     assert listing_start(digest) < digest_tag(digest)
     assert listing_start(digest) > "sha256-" + "1" * 63 + "-"
+
+
+def descriptor(digest_byte: str, artifact_type: str = "application/vnd.dev.cosign.artifact.sig.v1+json") -> dict:
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + digest_byte * 64,
+            "size": 500, "artifactType": artifact_type}
+
+
+def test_a_new_index_lists_the_referrers_once_each():
+    index = merged_index(None, [descriptor("a"), descriptor("b"), descriptor("a")])
+    assert index == {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor("a"), descriptor("b")]}
+
+
+def test_an_existing_index_keeps_its_entries_and_fields_and_gets_the_missing_ones_after_them():
+    kept = {**descriptor("a", "application/spdx+json"), "annotations": {"org.example": "kept"}}
+    stored = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [kept], "annotations": {"by": "oras"}}
+    index = merged_index(stored, [descriptor("a"), descriptor("c")])
+    assert index == {**stored, "manifests": [kept, descriptor("c")]}
+    assert stored["manifests"] == [kept]  # not changed in place
+
+
+def test_an_index_lacking_nothing_is_unchanged():
+    stored = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor("a"), descriptor("b")]}
+    assert merged_index(stored, [descriptor("b")]) == stored
+
+
+def test_an_unknown_route_or_a_page_that_is_no_index_means_no_referrers_api():
+    for status in (404, 400, 405, 406):
+        assert referrers_api_absent(status, "application/json")
+    assert referrers_api_absent(200, "text/html; charset=utf-8")
+    assert not referrers_api_absent(200, OCI_INDEX)
+    assert not referrers_api_absent(200, f"{OCI_INDEX}; charset=utf-8")
+    for status in (401, 403, 429, 500, 502):  # errors of a registry that may have the API, not an answer
+        assert not referrers_api_absent(status, "application/json")
