@@ -286,11 +286,12 @@ class BackupService:
                         credentials: CredentialStore) -> BackupOutcome:
         """``outcome`` once what refers to its digest in ``source``'s repository is in ``backup``'s too.
 
-        Only for a verified backup whose source still exists, with ``referrers`` and ``copy``, outside check mode.
+        Only for a verified backup whose source still exists, with ``referrers``, outside check mode; also
+        with ``copy=False``, which never makes a first copy of an image, but leaves no backup in use unsigned.
         """
         digest = outcome.digest
         settings = self.settings
-        if not (settings.referrers and settings.copy) or settings.dry_run or not outcome.verified or digest is None:
+        if not settings.referrers or settings.dry_run or not outcome.verified or digest is None:
             return outcome
         try:
             with self._per_registry.hold(source.registry):

@@ -13,7 +13,9 @@ description:
   - With O(state=rewritten), verifies every image of each workload in scope in the backup registry itself (HEAD
     requests; no earlier result is trusted), then rewrites the workload to the pinned backup references, all its
     images or none. A workload with any image not verified is V(blocked) and left untouched. Images are never copied
-    here for the first time (that is M(imageclone.backup.image_backup)'s job).
+    here for the first time (that is M(imageclone.backup.image_backup)'s job); with O(referrers=true), the
+    signatures, attestations and SBOMs a verified backup lacks are, unless O(referrers_checked) names the image, so
+    no workload is rewritten to a backup that a signature policy would refuse.
   - A workload already rewritten is verified too. When its backup was lost (deleted from the backup registry), it is
     restored (V(restored)) from the original recorded in the C(imageclone.io/original-images) annotation, at the pinned
     digest, into the exact reference the workload uses; when upstream no longer has that digest either, the workload

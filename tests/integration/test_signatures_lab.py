@@ -194,6 +194,26 @@ def test_a_pass_over_rewritten_workloads_copies_a_signature_added_upstream_since
     assert settled.images[rewritten].referrers_copied == 0
 
 
+def test_a_rewrite_copies_the_signatures_a_backup_lacks_unless_this_run_checked_them(iso, cosign):
+    """With workload_rewrite's settings (``copy=False``: no first copy of an image) a verified backup still gets
+    the signatures it lacks before a workload is rewritten to it, unless the image is in ``referrers_checked``
+    (the playbook's backup task looked this run): then the source sees no tag list."""
+    image, digest = signed_image(iso, cosign)
+    naming_policy, wanted = policy(iso), {image: parse_reference(image)}
+    unsigned = service(iso, naming_policy, referrers=False).ensure_all(wanted)[image]
+    assert unsigned.digest == digest and cosign.verify(unsigned.backup).returncode != 0
+
+    mark = len(source_requests(iso, image, 0))
+    checked = frozenset({str(wanted[image])})
+    trusted = service(iso, naming_policy, copy=False, referrers_checked=checked).ensure_all(wanted)[image]
+    assert (trusted.state, trusted.referrers_copied) == ("present", 0)
+    assert tag_lists(iso, image, mark) == 0 and cosign.verify(trusted.backup).returncode != 0
+
+    rewrite = service(iso, naming_policy, copy=False).ensure_all(wanted)[image]
+    assert (rewrite.state, rewrite.referrers_copied) == ("present", 2), rewrite.reason
+    assert tag_lists(iso, image, mark) == 1 and cosign.verify(rewrite.backup).returncode == 0
+
+
 def tag_lists(iso: Lab, image: str, mark: int) -> int:
     return sum("/tags/list" in request.path and request.status != 401 for request in source_requests(iso, image, mark))
 
