@@ -51,9 +51,11 @@ options:
       - Backups that rewritten workloads already use, each with the upstream image it was copied from, as
         RV(imageclone.backup.workload_images_info#module:backups_in_use) of
         M(imageclone.backup.workload_images_info) lists them.
-      - Each is verified in the backup registry (one HEAD) and, with O(referrers=true), gets the signatures,
-        attestations and SBOMs added upstream since it was copied (one tag list of the original's repository);
-        nothing else is copied, and a lost one is only reported (M(imageclone.backup.workload_rewrite) restores it).
+      - With O(referrers=true), each gets the signatures, attestations and SBOMs added upstream since it was copied
+        (one tag list of the original's repository); nothing else is copied.
+      - A backup pinned by digest is taken as it is (M(imageclone.backup.workload_rewrite) verifies every backup
+        before any rewrite, and restores a lost one); another one is looked up first (one HEAD), and a lost one is
+        only reported.
       - A key that does not point into the backup registry, or an invalid reference, fails the task, naming it.
     type: dict
     default: {}
@@ -172,7 +174,8 @@ images:
 backups_in_use:
   description:
     - One entry per backup of O(backups_in_use), with the keys of RV(images) (C(source) is the backup reference as
-      given); C(state) is V(present) when verified, V(missing) when lost (not a failure of the task).
+      given); C(state) is V(present) (for a backup pinned by digest, not looked up), or V(missing) when lost (not a
+      failure of the task).
   returned: success, and failure after the images were looked at
   type: list
   elements: dict
@@ -303,7 +306,8 @@ def main():
     except (ValueError, KubeConfigError, KubeApiError) as error:
         module.fail_json(msg=str(error))
     outcomes = access.explain(service.ensure_all(references, access.stores)) if references else {}
-    verified_in_use = verify_in_use(service, in_use, originals) if in_use else {}
+    # workload_rewrite verifies each backup before any rewrite: here a pinned one needs no HEAD of its own.
+    verified_in_use = verify_in_use(service, in_use, originals, trust_digests=True) if in_use else {}
 
     results = backup_results(outcomes)
     results["backups_in_use"] = [outcome(result) for result in verified_in_use.values()]
