@@ -67,7 +67,7 @@ class OpenTransfers:
             self._responses.add(response)
             cancelled = self.cancelled
         if cancelled:
-            response.shutdown()
+            _cut(response)
 
     def discard(self, response: urllib3.BaseHTTPResponse) -> None:
         with self._lock:
@@ -78,11 +78,20 @@ class OpenTransfers:
             self.cancelled = True
             responses = list(self._responses)
         for response in responses:
-            response.shutdown()
+            _cut(response)
 
     def resume(self) -> None:
         with self._lock:
             self.cancelled = False
+
+
+def _cut(response: urllib3.BaseHTTPResponse) -> None:
+    """Shut the socket of a download down, unless it has just ended: urllib3 then has released its
+    connection to the pool already (RuntimeError), or closed it (ValueError, OSError)."""
+    try:
+        response.shutdown()
+    except (RuntimeError, ValueError, OSError):
+        pass
 
 
 class BlobCopier:
