@@ -17,9 +17,6 @@ from typing import Any, Final
 from ansible_collections.imageclone.backup.plugins.module_utils.kinds import KINDS
 
 KIND_NAMES: Final = tuple(KINDS)
-# A namespaced LIST costs a round trip; a cluster-wide one, parsing every workload of its kind (about a
-# millisecond each): a batch of 25 workloads in a cluster of 1,000 was 0.6 s slower listed cluster-wide.
-NAMESPACED_LISTS_MAX: Final = 8
 
 # The Kubernetes connection, as kubernetes.core spells it. No defaults: ``None``
 # means "not given", and the engine then reads the K8S_AUTH_* variables.
@@ -155,13 +152,12 @@ def scope_fields(params: Mapping[str, Any], only: Sequence[WorkloadId] | None = 
     """Keyword arguments for the engine's ``Scope.of`` from the scope options.
 
     With ``only`` (workload identities), the scope narrows to their kinds and
-    namespaces, so discovery lists no more than it must: a selection needing at
-    most ``NAMESPACED_LISTS_MAX`` LISTs (kinds times namespaces; a batch of the
-    migrate playbook, usually a namespace or two) lists just those namespaces,
-    while a wider one (and no ``namespaces`` option) lists each kind once
-    cluster-wide; the caller keeps only the selected workloads. A selection
-    wholly outside the scope options yields an empty list of namespaces
-    (nothing listed).
+    namespaces, so discovery lists no more than it must: a selection in one
+    namespace lists just that namespace, while a selection spanning several
+    (and no ``namespaces`` option) lists each kind once cluster-wide, which costs
+    one LIST per kind instead of one per kind and namespace; the caller keeps only
+    the selected workloads. A selection wholly outside the scope options yields an
+    empty list of namespaces (nothing listed).
     """
     namespaces = tuple(params["namespaces"]) if params.get("namespaces") else None
     kinds = list(params["kinds"]) if params.get("kinds") else list(KIND_NAMES)
@@ -169,7 +165,7 @@ def scope_fields(params: Mapping[str, Any], only: Sequence[WorkloadId] | None = 
         wanted_namespaces = dict.fromkeys(workload[1] for workload in only)
         wanted_kinds = [kind for kind in dict.fromkeys(workload[0] for workload in only) if kind in kinds]
         selected = tuple(n for n in wanted_namespaces if namespaces is None or n in namespaces)
-        if namespaces is not None or len(selected) * len(wanted_kinds) <= NAMESPACED_LISTS_MAX:
+        if namespaces is not None or len(selected) <= 1:
             namespaces = selected
         if not wanted_kinds:
             namespaces = ()
