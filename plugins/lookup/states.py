@@ -18,7 +18,8 @@ options:
     description:
       - V(image) for the states of an image's backup, V(workload) for those of a workload,
         V(pass) for those a migration pass reports for a workload (every workload state but V(reverted)),
-        V(trouble) for the workload states that leave a workload unprotected (V(blocked), V(failed)).
+        V(trouble) for the workload states that leave a workload unprotected (V(blocked), V(failed)),
+        V(verified) for the image states whose backup holds the image (V(copied), V(present), V(restored)).
     required: true
     type: list
     elements: str
@@ -54,6 +55,7 @@ STATES = {
     "workload": [state.value for state in WorkloadState],
     "pass": [state.value for state in PASS_WORKLOAD_STATES],
     "trouble": [state.value for state in WorkloadState if state.trouble],
+    "verified": [state.value for state in ImageState if state.verified],
 }
 
 
