@@ -71,6 +71,8 @@ class Scope:
     namespaces: tuple[str, ...] | None = None
     ignore_namespaces: tuple[str, ...] = ()
     skip_gitops: bool = False
+    # (kind name, namespace, name) of the only workloads to read, or None for all of them.
+    only: frozenset[tuple[str, str, str]] | None = None
 
     @classmethod
     def of(cls, kinds: Iterable[str] | None = None, **fields: Any) -> Scope:
@@ -170,7 +172,7 @@ class Migration:
     def discover(self) -> DiscoveryResult:
         """The workloads in scope, and what was skipped with reasons (namespaces being deleted included)."""
         found = discover(self.api, self.scope.kinds, self.scope.namespaces,
-                         self.scope.ignore_namespaces, self.scope.skip_gitops)
+                         self.scope.ignore_namespaces, self.scope.skip_gitops, self.scope.only)
         return without_terminating_namespaces(self.api, found)
 
     def back_up(self, workloads: Iterable[Workload]) -> dict[str, BackupOutcome]:

@@ -287,6 +287,15 @@ def test_discovery_lists_each_kind_once_cluster_wide():
     }
 
 
+def test_discovery_reads_only_the_selected_workloads_and_still_says_why_one_is_left_alone():
+    api = FakeApi(CLUSTER)
+    only = {("Deployment", "shop", "synced"), ("Deployment", "shop", "quiet"), ("Deployment", "nowhere", "ghost")}
+    result = discover(api, [KINDS["Deployment"]], only=only)
+    assert api.calls == [("Deployment", None)], "still one cluster-wide LIST"
+    assert [w.key for w in result.workloads] == ["Deployment/shop/synced"]
+    assert result.skipped == (Skipped("Deployment", "shop", "quiet", f"opted out with annotation {SKIP_ANNOTATION}"),)
+
+
 def test_discovery_can_skip_gitops_workloads():
     result = discover(FakeApi(CLUSTER), [KINDS["Deployment"]], ignore_namespaces=["legacy"], skip_gitops=True)
     assert [w.key for w in result.workloads] == ["Deployment/shop/web"]

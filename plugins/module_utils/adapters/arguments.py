@@ -155,8 +155,8 @@ def scope_fields(params: Mapping[str, Any], only: Sequence[WorkloadId] | None = 
     namespaces, so discovery lists no more than it must: a selection in one
     namespace lists just that namespace, while a selection spanning several
     (and no ``namespaces`` option) lists each kind once cluster-wide, which costs
-    one LIST per kind instead of one per kind and namespace; the caller keeps only
-    the selected workloads. A selection wholly outside the scope options yields an
+    one LIST per kind instead of one per kind and namespace, and reads only the
+    selected workloads of it. A selection wholly outside the scope options yields an
     empty list of namespaces (nothing listed).
     """
     namespaces = tuple(params["namespaces"]) if params.get("namespaces") else None
@@ -175,6 +175,7 @@ def scope_fields(params: Mapping[str, Any], only: Sequence[WorkloadId] | None = 
         "namespaces": namespaces,
         "ignore_namespaces": tuple(params.get("ignore_namespaces") or ()),
         "skip_gitops": bool(params.get("skip_gitops")),
+        "only": None if only is None else frozenset(only),
     }
 
 

@@ -24,10 +24,10 @@ def test_argument_spec_merges_groups_with_fresh_copies_and_env_fallbacks():
 def test_scope_narrows_to_the_selected_workloads():
     params = {"namespaces": None, "kinds": None, "ignore_namespaces": ["x"], "skip_gitops": True}
     ids = [("Deployment", "a", "web"), ("StatefulSet", "b", "db"), ("Deployment", "a", "api")]
-    # Two namespaces and no namespaces option: one cluster-wide LIST per kind, filtered afterwards.
+    # Two namespaces and no namespaces option: one cluster-wide LIST per kind, of which only the selection is read.
     assert arguments.scope_fields(params, ids) == {
         "kinds": ["Deployment", "StatefulSet"], "namespaces": None, "ignore_namespaces": ("x",),
-        "skip_gitops": True,
+        "skip_gitops": True, "only": frozenset(ids),
     }
     assert arguments.scope_fields(params, ids[:1])["namespaces"] == ("a",), "one namespace: list just it"
     assert arguments.scope_fields({**params, "namespaces": ["a", "b", "c"]}, ids)["namespaces"] == ("a", "b")
@@ -36,6 +36,7 @@ def test_scope_narrows_to_the_selected_workloads():
     assert arguments.scope_fields({**params, "kinds": ["Pod"]}, ids)["namespaces"] == (), "no listed kind in scope"
     assert arguments.scope_fields({**params, "namespaces": ["a", "b"]}, [])["namespaces"] == ()
     assert arguments.scope_fields(params)["namespaces"] is None
+    assert arguments.scope_fields(params)["only"] is None, "no selection: every listed workload is read"
     assert arguments.scope_fields(params)["kinds"] == list(KINDS)
 
 
