@@ -142,6 +142,7 @@ class DiscoveryResult:
 def workload_from_object(kind: Kind, obj: Mapping[str, Any]) -> Workload:
     """Read ``obj`` as a workload of ``kind``; never raises on malformed content."""
     metadata = _mapping(obj.get("metadata"))
+    _, namespace, name = _identity(kind, obj)
     spec = kind.pod_spec(obj)
     images = _images(spec) if spec is not None else ()
     problems = [image.problem for image in images if image.problem] + _duplicate_names(images)
@@ -149,8 +150,8 @@ def workload_from_object(kind: Kind, obj: Mapping[str, Any]) -> Workload:
         problems.insert(0, f"no pod spec at {'.'.join(kind.pod_spec_path)}")
     return Workload(
         kind=kind,
-        namespace=str(metadata.get("namespace") or ""),
-        name=str(metadata.get("name") or ""),
+        namespace=namespace,
+        name=name,
         uid=str(metadata.get("uid") or ""),
         resource_version=str(metadata.get("resourceVersion") or ""),
         labels=_string_map(metadata.get("labels")),
@@ -301,6 +302,7 @@ def without_terminating_namespaces(api: KubeApi, found: DiscoveryResult) -> Disc
 
 
 def _identity(kind: Kind, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(kind name, namespace, name) of ``obj``, read as ``workload_from_object`` reads them."""
     metadata = _mapping(obj.get("metadata"))
     return kind.name, str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
