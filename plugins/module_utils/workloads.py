@@ -142,7 +142,7 @@ class DiscoveryResult:
 def workload_from_object(kind: Kind, obj: Mapping[str, Any]) -> Workload:
     """Read ``obj`` as a workload of ``kind``; never raises on malformed content."""
     metadata = _mapping(obj.get("metadata"))
-    _, namespace, name = _identity(kind, obj)
+    namespace, name = _identity(kind, obj)[1:]
     spec = kind.pod_spec(obj)
     images = _images(spec) if spec is not None else ()
     problems = [image.problem for image in images if image.problem] + _duplicate_names(images)
