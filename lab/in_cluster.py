@@ -27,7 +27,7 @@ import yaml
 
 from lab.helm import CHART, DEPLOY, helm
 from lab.node import NODE_TOLERATION
-from lab.pods import is_running, pods, wait_for_pods
+from lab.pods import describe, is_running, pods, wait_for_pods
 from lab.waiting import wait_for
 
 CA_CONFIGMAP = "image-clone-registry-cas"
@@ -154,6 +154,17 @@ def lease_holder(lab, namespace: str, lease: str) -> str:
     """The pod named in the Lease's holder (``<pod>_<random>``), or '' when nobody holds it."""
     result = lab.kubectl("get", "lease", lease, "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}")
     return result.stdout.strip().rsplit("_", 1)[0] if result.returncode == 0 else ""
+
+
+def explain_lease(lab, namespace: str, lease: str, replicas: list[dict], lines: int = 25) -> str:
+    """The Lease as stored, the namespace's pods and events, and the last log lines of each of ``replicas``
+    (pods since deleted included, while the node keeps their logs)."""
+    stored = lab.kubectl("get", "lease", lease, "-n", namespace, "-o", "yaml")
+    report = [f"lease {namespace}/{lease}:", stored.stdout or stored.stderr, describe(lab, namespace)]
+    for pod in replicas:
+        report.append(f"last log lines of {pod['metadata']['name']}:")
+        report += [json.dumps(line) for line in pod_log(lab, pod)[-lines:]]
+    return "\n".join(report)
 
 
 def pod_log(lab, pod: dict) -> list[dict]:
