@@ -362,18 +362,13 @@ class BackupService:
         return BackupOutcome(str(source), pinned, digest, state, reason)
 
 
-def verify_in_use(backups: Backups, in_use: Mapping[str, ImageReference], originals: Mapping[str, ImageReference],
-                  *, trust_digests: bool = False) -> dict[str, BackupOutcome]:
+def verify_in_use(backups: Backups, in_use: Mapping[str, ImageReference],
+                  originals: Mapping[str, ImageReference]) -> dict[str, BackupOutcome]:
     """Each backup reference workloads already use, verified (one HEAD on the backup), keyed as ``in_use``;
     those with a recorded original in ``originals`` also get what refers to it upstream that the backup
     lacks (signatures added there since), one tag list each, side by side.
-
-    With ``trust_digests``, a reference pinned by digest is taken as it is, with no HEAD: for a caller
-    whose next step verifies every backup anyway (the playbook's rewrite tasks), before any rewrite.
     """
-    trusted = {key: BackupOutcome(key, str(ref), ref.digest, ImageState.PRESENT, "pinned by digest, not looked up")
-               for key, ref in in_use.items() if trust_digests and ref.digest is not None}
-    verified = trusted | backups.ensure_all({key: ref for key, ref in in_use.items() if key not in trusted})
+    verified = backups.ensure_all(in_use)
     return verified | backups.copy_referrers_all({image: (originals[image], outcome)
                                                   for image, outcome in verified.items()
                                                   if outcome.verified and image in originals})

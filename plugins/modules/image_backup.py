@@ -53,9 +53,8 @@ options:
         M(imageclone.backup.workload_images_info) lists them.
       - With O(referrers=true), each gets the signatures, attestations and SBOMs added upstream since it was copied
         (one tag list of the original's repository); nothing else is copied.
-      - A backup pinned by digest is taken as it is (M(imageclone.backup.workload_rewrite) verifies every backup
-        before any rewrite, and restores a lost one); another one is looked up first (one HEAD), and a lost one is
-        only reported.
+      - Each is looked up first (one HEAD; a pinned one must still have its digest). A lost one is only reported
+        here; M(imageclone.backup.workload_rewrite) restores it from the recorded original.
       - A key that does not point into the backup registry, or an invalid reference, fails the task, naming it.
     type: dict
     default: {}
@@ -174,8 +173,8 @@ images:
 backups_in_use:
   description:
     - One entry per backup of O(backups_in_use), with the keys of RV(images) (C(source) is the backup reference as
-      given); C(state) is V(present) (for a backup pinned by digest, not looked up), or V(missing) when lost (not a
-      failure of the task).
+      given); C(state) is V(present), V(missing) when lost (not a failure of the task), or V(failed) when it could
+      not be looked up.
   returned: success, and failure after the images were looked at
   type: list
   elements: dict
@@ -306,8 +305,7 @@ def main():
     except (ValueError, KubeConfigError, KubeApiError) as error:
         module.fail_json(msg=str(error))
     outcomes = access.explain(service.ensure_all(references, access.stores)) if references else {}
-    # workload_rewrite verifies each backup before any rewrite: here a pinned one needs no HEAD of its own.
-    verified_in_use = verify_in_use(service, in_use, originals, trust_digests=True) if in_use else {}
+    verified_in_use = verify_in_use(service, in_use, originals) if in_use else {}
 
     results = backup_results(outcomes)
     results["backups_in_use"] = [outcome(result) for result in verified_in_use.values()]

@@ -102,6 +102,12 @@ def test_check_mode_then_converge_then_nothing_then_revert(lab, api, namespace, 
     second = run_playbook(lab, "migrate", extra, check=False)
     assert second.returncode == 2 and recap(second.stdout)["changed"] == 0, second.stdout[-3000:]
     assert images(api, namespace) == after
+    # The converged workloads cost no rewrite task: only the blocked one is batched again.
+    assert re.findall(r"\(item=([^)]*)\)", second.stdout.split("Rewrite a batch", 1)[1]) == ["broken"]
+    assert "workloads: 4 (rewritten 0, unchanged 3, owned 0, blocked 1, failed 0)" in second.stdout
+    # Each image as the workloads write it: the backups of the converged ones, the upstream ones of the other.
+    counted = re.search(r"images: (\d+) \(copied 0, present (\d+), restored 0, missing 1, failed 0\)", second.stdout)
+    assert counted and int(counted.group(2)) == int(counted.group(1)) - 1, second.stdout[-3000:]
 
     run_playbook(lab, "revert", extra)
     assert images(api, namespace) == before

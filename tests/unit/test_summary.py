@@ -70,3 +70,30 @@ def test_a_run_that_rewrote_nothing_has_an_empty_summary():
     assert summary == {"lines": ["workloads: 0 (rewritten 0, unchanged 0, owned 0, blocked 0, failed 0), skipped 0",
                                  "images: 0 (copied 0, present 0, restored 0, missing 0, failed 0)"],
                        "unprotected": []}
+
+
+def test_converged_workloads_count_as_unchanged_and_their_backups_as_the_backup_task_found_them():
+    attempted = [batch(workload("new"), images=(image("backup/redis", "restored"),))]
+    converged = [workload("web", "unchanged"), workload("db", "unchanged")]
+    in_use = [image("backup/nginx"), image("backup/redis", "missing"), image("backup/of-another-cluster")]
+    found = discovered("web", "new", "db")
+    found["workloads"][0]["images"] = [{"image": "backup/nginx"}]
+    found["workloads"][1]["images"] = [{"image": "backup/redis"}]
+
+    summary = migration_summary(attempted, [], found, converged=converged, in_use=in_use)
+
+    assert summary["lines"] == [
+        "workloads: 3 (rewritten 1, unchanged 2, owned 0, blocked 0, failed 0), skipped 0",
+        # redis as the rewrite restored it, not as the backup task found it lost
+        "images: 2 (copied 0, present 1, restored 1, missing 0, failed 0)",
+    ]
+
+
+def test_a_stopped_batch_after_converged_workloads_lists_only_the_workloads_never_attempted():
+    attempted = [batch(workload("api"), failed=True, msg="pods of Deployment/shop/api not Ready")]
+
+    lines = migration_summary(attempted, [], discovered("web", "api", "db"),
+                              converged=[workload("web", "unchanged")])["lines"]
+
+    assert lines[2:] == ["batch stopped: api: pods of Deployment/shop/api not Ready",
+                         "not attempted (an earlier batch failed): Deployment/shop/db"]
