@@ -35,6 +35,7 @@ from bench.workloads import (
     namespaces,
     plan_workloads,
 )
+from imageclone_controller.config import DEFAULT_WORKERS
 from lab.collection import REPO
 from lab.controller_process import ControllerProcess, Samples, metric_total
 from lab.processes import resident_memory
@@ -96,7 +97,7 @@ def burst(bl: BenchLab, workdir: Path, repository: str, source_images: Sequence[
     ensure_namespaces(api, burst_ns)
     ctrl = start_controller(bl, repository, workdir, f"controller-{prefix}", workers)
     result: dict[str, Any] = {"argv": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(ctrl.argv)),
-                              "workers": workers or 4}
+                              "workers": workers or DEFAULT_WORKERS}
     try:
         _burst(bl, workdir, ctrl, result, repository, source_images, count, burst_ns, existing, timeout, prefix)
     finally:

@@ -135,7 +135,8 @@ def header(r: dict) -> str:
         "- **controller**: `imgCloneCtrl` (the `controller/` console script) with `--backupRegistry "
         "<backup>/imageclone/backup` (the flat repository the playbook filled, so every image is already backed "
         "up), `--backupAuthFile`, `--certsDir`, `--kubeconfig`, `--metricsAddr 127.0.0.1:<free port>`, "
-        "`--logFormat text`; default 4 workers, watching the four kinds in every namespace.",
+        f"`--logFormat text`; default flags ({fmt(get(r, 'controller', 'workers'))} workers), watching the four "
+        "kinds in every namespace.",
         "",
         "## Setup",
         "",
@@ -410,9 +411,12 @@ def controller_text(r: dict) -> str:
     mean_reconcile = ratio(m.get("reconcile_duration_sum"), m.get("reconcile_duration_count"))
     mean_latency = ratio(m.get("rewrite_latency_sum"), m.get("rewrite_latency_count"))
     throughput = ratio(c.get("rewritten"), c.get("converged_s"))
+    separate = r.get("controller_run")
     lines = [
         "### Controller: burst",
         "",
+        *([f"Measured in a separate run, `{' '.join(separate['argv'])}` started {separate['started']} "
+           f"({separate['reason']}); the other sections are of the run above.", ""] if separate else []),
         f"{fmt(c.get('deployments'))} Deployments were created by 8 client threads in {_s(c.get('create_s'))} "
         f"({fmt(c.get('create_rate_per_s'), 0)}/s) while the controller (default {fmt(c.get('workers'))} workers) "
         f"watched a cluster of {fmt(c.get('startup_objects'))} converged workloads, which it had listed and "

@@ -16,7 +16,10 @@ from typing import Any, Final
 
 SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_LEADER_ELECTION_ID: Final = "image-clone-controller"
-DEFAULT_WORKERS: Final = 4
+# Measured on the 2-core lab, a burst of 1,000 Deployments (python -m bench --only controller): create->rewritten
+# p99 4.4-5.8 s with 4 workers, 2.0 s with 16, 2.2 s with 32. Reconciles wait on the PATCH, not on CPU, until
+# the API server saturates the machine; past 16 workers only memory grows.
+DEFAULT_WORKERS: Final = 16
 DEFAULT_RESYNC: Final = 30 * 60.0
 IN_CLUSTER_METRICS_ADDR: Final = ":8080"
 LOCAL_METRICS_ADDR: Final = "127.0.0.1:8080"

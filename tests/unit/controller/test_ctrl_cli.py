@@ -50,7 +50,7 @@ def test_defaults_out_of_cluster_and_in_cluster(tmp_path):
     assert local.leader_election_id == "image-clone-controller" and local.leader_election_namespace == "default"
     assert local.metrics_addr == ("127.0.0.1", 8080) and local.log_format == "text"
     assert local.kinds == ("Deployment", "DaemonSet", "StatefulSet", "CronJob", "ReplicationController")
-    assert local.workers == 4
+    assert local.workers == 16
     pod = config(["--backupRegistry=r.example/x"], cluster=True, namespace="image-clone")
     assert pod.metrics_addr == ("", 8080) and pod.log_format == "json"
     assert pod.leader_election_namespace == "image-clone"
