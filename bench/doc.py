@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.imageclone.backup.plugins.module_utils.kube import DEFAULT_PAGE_SIZE
 from bench.report import (
     MB,
     REPO,
@@ -27,6 +28,12 @@ from bench.report import (
     warm_table,
 )
 from bench.wan import wan_text
+
+
+def _by_resource(counts: dict[str, int] | None, verb: str) -> str:
+    """``resource count`` for each resource ``verb`` was sent for, as ``counts`` (``"VERB resource": n``) has them."""
+    return ", ".join(f"{key.split(' ', 1)[1]} {value}" for key, value in (counts or {}).items()
+                     if key.startswith(f"{verb} "))
 
 
 def _task(item: dict, start: str) -> float | None:
@@ -338,9 +345,10 @@ def warm_text(r: dict) -> str:
         f"{_s(phases.get('parse workloads'))}; backup verification {_s(phases.get('back_up'))} waiting on the HEAD "
         f"thread pool). The rest is Ansible's per-task machinery: a one-task `ansible.builtin.ping` playbook "
         f"takes {_s(floor_info.get('noop_playbook_s'))} here, a fresh interpreter importing the engine and the "
-        f"Kubernetes client {_s(floor_info.get('engine_import_process_s'))}, paid by each of the three module "
-        "tasks, plus passing the discovery result (every workload) through Ansible's templating into the next "
-        f"tasks' arguments. The machine was {_pct(get(p, 'cpu', 'machine_utilization'))} busy during the re-run "
+        f"Kubernetes client {_s(floor_info.get('engine_import_process_s'))}, paid by each module task (discovery "
+        "and backup: converged workloads get no rewrite task), plus passing the discovery result (every workload) "
+        "through Ansible's templating into the next tasks' arguments. The machine was "
+        f"{_pct(get(p, 'cpu', 'machine_utilization'))} busy during the re-run "
         f"({_s(get(p, 'cpu', 'ours_s'), 1)} of CPU for the playbook and the lab, {_s(get(p, 'cpu', 'others_s'), 1)} "
         "for other tenants).",
         "",
@@ -375,7 +383,7 @@ def warm_text(r: dict) -> str:
                f"{_x(ratio(TARGETS['warm_vs_sync'], ratio(s.get('wall_s'), engine.get('wall_s'))))}: "
                "skopeo sync's re-run is cheap (manifest GETs, in one process), not a full re-copy. ")
             + "Closing it for the playbook means fewer processes: one module doing discover, verify and rewrite "
-            "(the engine's `Migration.run`) instead of three tasks passing every workload through Ansible's "
+            "(the engine's `Migration.run`) instead of two tasks passing every workload through Ansible's "
             "templating; for the engine, reading the workloads (parsing every image reference) and the HEADs "
             "are what is left. The controller makes the question moot for clusters it watches: it keeps them "
             "converged without re-runs.",
@@ -389,12 +397,10 @@ def warm_text(r: dict) -> str:
         f"{fmt(heads_ok)} manifest HEADs answered 200 for "
         f"{fmt(floor.get('registry_requests'))} distinct images, plus "
         f"{fmt(get(p, 'backup_registry', 'auth_challenges'))} HEADs answered 401 (authentication challenges, "
-        "answered with the Basic credentials), no manifest GET. The API side is not: "
-        f"{fmt(get(p, 'api', 'lists'))} LISTs, because `workload_rewrite`, given the workloads of "
-        f"{fmt(get(r, 'setup', 'namespaces'))} namespaces, scopes its discovery to those namespaces and lists each "
-        "kind once per namespace, after `workload_images_info` has already listed every kind cluster-wide. "
-        "Listing cluster-wide when the selection spans several namespaces (or handing the discovery result "
-        f"over) would bring it to {fmt(2 * (floor.get('api_lists') or 0))} LISTs, twice the floor.",
+        "answered with the Basic credentials), no manifest GET. The API side: "
+        f"{fmt(get(p, 'api', 'lists'))} LISTs ({_by_resource(get(p, 'api', 'by_verb_resource'), 'LIST')}), "
+        f"`workload_images_info` listing each kind once cluster-wide in pages of {DEFAULT_PAGE_SIZE} objects; "
+        "no rewrite task lists again, since every workload is converged (the `rewrite_batches` filter).",
     ]
     return "\n".join(lines)
 

@@ -73,8 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-workloads", type=int, default=None, help="workloads in the idle phase (10000)")
     parser.add_argument("--idle-seconds", type=float, default=None, help="idle time before reading RSS (30)")
     parser.add_argument("--small-batch", type=int, default=25, help="second playbook batch size (default 25)")
-    parser.add_argument("--controller-workers", type=int, default=16,
-                        help="a second burst with the controller's --workers at this (0: skip; default 16)")
+    parser.add_argument("--controller-workers", type=int, default=32,
+                        help="a second burst with the controller's --workers at this (0: skip; default 32, "
+                             "twice the controller's default)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) for debugging")
     parser.add_argument("--copier", choices=("skopeo", "native"), default="skopeo",
                         help="the playbook's copier (imageclone_copier; default skopeo)")
