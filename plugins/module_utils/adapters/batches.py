@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import workload_entry
 from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState, WorkloadState
 
 
@@ -29,7 +30,8 @@ def rewrite_batches(discovered: Mapping[str, Any], in_use: Sequence[Mapping[str,
     converged: list[dict[str, Any]] = []
     for workload in discovered.get("workloads", []):
         if _is_converged(workload, whole):
-            converged.append(_unchanged(workload))
+            converged.append(workload_entry(workload["key"], WorkloadState.UNCHANGED,
+                                            managed_by=workload.get("managed_by")))
         else:
             pending.append({key: workload[key] for key in ("kind", "namespace", "name")})
     return {"batches": [pending[start:start + batch_size] for start in range(0, len(pending), batch_size)],
@@ -40,9 +42,3 @@ def _is_converged(workload: Mapping[str, Any], whole: Collection[str]) -> bool:
     images = workload.get("images") or []
     return (not workload.get("rewrite") and not workload.get("problems") and bool(images)
             and all(image["image"] in whole for image in images))
-
-
-def _unchanged(workload: Mapping[str, Any]) -> dict[str, Any]:
-    return {"key": workload["key"], "kind": workload["kind"], "namespace": workload["namespace"],
-            "name": workload["name"], "state": WorkloadState.UNCHANGED.value, "reason": None,
-            "managed_by": workload.get("managed_by"), "changes": [], "pull_secret": None}

@@ -147,17 +147,25 @@ def workload_report(report: WorkloadReport) -> dict[str, Any]:
     """One workload's fate in ``workload_rewrite``; ``changes`` lists the image changes written (or, in check
     mode, that would be), ``pull_secret`` the pull Secret reference added, if any."""
     result: RewriteResult | None = report.result
-    kind, namespace, name = report.key.split("/", 2)
+    return workload_entry(report.key, report.state, report.reason, report.managed_by,
+                          changes=[change(item) for item in result.changes] if result is not None else [],
+                          pull_secret=result.pull_secret if result is not None else None)
+
+
+def workload_entry(key: str, state: WorkloadState, reason: str | None = None, managed_by: str | None = None, *,
+                   changes: Sequence[Mapping[str, str]] = (), pull_secret: str | None = None) -> dict[str, Any]:
+    """One entry of ``workload_rewrite``'s ``workloads``, for workload ``key`` (``Kind/namespace/name``)."""
+    kind, namespace, name = key.split("/", 2)
     return {
-        "key": report.key,
+        "key": key,
         "kind": kind,
         "namespace": namespace,
         "name": name,
-        "state": report.state.value,
-        "reason": report.reason,
-        "managed_by": report.managed_by,
-        "changes": [change(item) for item in result.changes] if result is not None else [],
-        "pull_secret": result.pull_secret if result is not None else None,
+        "state": state.value,
+        "reason": reason,
+        "managed_by": managed_by,
+        "changes": list(changes),
+        "pull_secret": pull_secret,
     }
 
 
