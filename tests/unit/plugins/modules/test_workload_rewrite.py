@@ -24,12 +24,16 @@ def test_argument_spec_merges_groups_with_fresh_copies_and_env_fallbacks():
 def test_scope_narrows_to_the_selected_workloads():
     params = {"namespaces": None, "kinds": None, "ignore_namespaces": ["x"], "skip_gitops": True}
     ids = [("Deployment", "a", "web"), ("StatefulSet", "b", "db"), ("Deployment", "a", "api")]
-    # Two namespaces and no namespaces option: one cluster-wide LIST per kind, of which only the selection is read.
+    # Two kinds in two namespaces: four namespaced LISTs, cheaper than reading every workload of the cluster.
     assert arguments.scope_fields(params, ids) == {
-        "kinds": ["Deployment", "StatefulSet"], "namespaces": None, "ignore_namespaces": ("x",),
+        "kinds": ["Deployment", "StatefulSet"], "namespaces": ("a", "b"), "ignore_namespaces": ("x",),
         "skip_gitops": True, "only": frozenset(ids),
     }
     assert arguments.scope_fields(params, ids[:1])["namespaces"] == ("a",), "one namespace: list just it"
+    # More LISTs than NAMESPACED_LISTS_MAX and no namespaces option: one cluster-wide LIST per kind, of which
+    # only the selection is read.
+    spread = [("Deployment", f"n{index}", "web") for index in range(arguments.NAMESPACED_LISTS_MAX + 1)]
+    assert arguments.scope_fields(params, spread)["namespaces"] is None
     assert arguments.scope_fields({**params, "namespaces": ["a", "b", "c"]}, ids)["namespaces"] == ("a", "b")
     limited = arguments.scope_fields({**params, "namespaces": ["b"], "kinds": ["Deployment"]}, ids)
     assert limited["namespaces"] == ("b",) and limited["kinds"] == ["Deployment"]
