@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -127,8 +128,32 @@ def kill(pid: int) -> None:
         pass
 
 
+# Above the well-known and registered ports that services on a developer's machine commonly use.
+PORTS_FLOOR = 20000
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range.
+
+    Daemons the tests kill and restart on the same port must find it free again: a port from the
+    ephemeral range can meanwhile become the local end of any outgoing connection, even a client's
+    retry connecting to that very port (TCP self-connect), and the restart fails to bind.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(PORTS_FLOOR, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {PORTS_FLOOR} and {low} on 127.0.0.1")
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, PORTS_FLOOR + 1000)
