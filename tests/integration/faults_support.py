@@ -425,7 +425,7 @@ class Timer:
 
 def engine_migration(lab: Lab, repository_path: str, namespaces: Iterable[str], *, retry_times: int = 3,
                      max_retries: int = 4, parallel: int = 8, per_registry: int = 4,
-                     pull_secret_name: str | None = None, copier: str = "skopeo"):
+                     pull_secret_name: str | None = None, copier: str = "native"):
     """The engine's ``Migration`` over ``namespaces``, backing up into the flat repository
     ``<backup registry>/<repository_path>`` with the lab's auth file (as the modules build it),
     copying with ``copier`` (``skopeo`` or ``native``)."""

@@ -124,7 +124,8 @@ def test_the_api_server_dying_between_backup_and_patch_is_retried_and_converges(
     admin = iso.admin_api()
     env = {"PATH": f"{gate}:{os.environ['PATH']}", "HOME": str(tmp_path)}
     image = iso.source_image("acme/vanishing:1.0")
-    with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace, env=env) as controller:
+    with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace, env=env,
+                           args=["--copier=skopeo"]) as controller:  # the gated skopeo holds the copy
         controller.wait_leader_ready()
         admin.create(DEPLOYMENT, namespace, simple_deployment("app", {"main": image}))
         wait_for(lambda: (gate / "started").exists(), "the copy to start")

@@ -93,7 +93,7 @@ def test_skopeo_killed_mid_copy_blocks_the_workload_and_a_rerun_resumes_and_conv
 
     with ProcessWatch(lambda: [os.getpid()], secret_forms(password)) as watch, AuthDirWatch(tmp) as authdirs, \
             ThreadPoolExecutor(1) as pool:
-        running = pool.submit(engine_migration(lab, repository, [namespace]).run)
+        running = pool.submit(engine_migration(lab, repository, [namespace], copier="skopeo").run)
         copy = wait_for_skopeo_copy(watch, "faults/big")
         landed = catch_half_done(log, repository, blobs, big_backup.tag)
         kill(copy.pid)
@@ -119,7 +119,7 @@ def test_skopeo_killed_mid_copy_blocks_the_workload_and_a_rerun_resumes_and_conv
 
     # Re-run: converges, and the blobs that landed before the kill are not uploaded again.
     before = log.blobs_written(repository, blobs)
-    again = engine_migration(lab, repository, [namespace]).run()
+    again = engine_migration(lab, repository, [namespace], copier="skopeo").run()
     timer.mark("second pass done")
     assert reports_by_name(again)["Deployment/big"].state == "rewritten"
     assert again.images[big].state == "copied"
@@ -133,10 +133,10 @@ def test_skopeo_killed_mid_copy_blocks_the_workload_and_a_rerun_resumes_and_conv
 # -- the controller SIGKILLed mid-copy ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def killed_controller(lab, tmp_path_factory):
-    """One scenario, two verdicts: a controller (and, as a container runtime would, its skopeo
-    child) SIGKILLed while a ~50 MB image streams into the backup; then a new controller.
+@pytest.fixture(scope="module", params=["native", "skopeo"])
+def killed_controller(lab, tmp_path_factory, request):
+    """One scenario, two verdicts, for each copier: a controller (and, as a container runtime would,
+    its skopeo child) SIGKILLed while a ~50 MB image streams into the backup; then a new controller.
 
     Returns what was observed right after the kill, after the new controller converged, and
     what the killed one left in its TMPDIR.
@@ -155,27 +155,30 @@ def killed_controller(lab, tmp_path_factory):
     log = AccessLog(lab)
     observed: dict = {"namespace": namespace, "big": big, "timer": timer}
 
+    copier = request.param
     first = ControllerProcess(lab, root, namespaces=[namespace], lease_namespace=namespace, env=env,
-                              lease_id="faults-first")
+                              lease_id="faults-first", args=[f"--copier={copier}"])
     prefix = first.repository
     repository = prefix.split("/", 1)[1]
     big_backup = backup_reference(parse_reference(big), NamingPolicy("flat", prefix))
     blobs = blob_digests(lab, big)
     with ProcessWatch(lambda: [first.pid], secret_forms(password)) as watch, AuthDirWatch(tmp) as authdirs:
         first.start()
-        copy = wait_for_skopeo_copy(watch, "faults/big")
+        # The native copier streams in the controller's own process: killing it kills the copy.
+        copies = [wait_for_skopeo_copy(watch, "faults/big").pid] if copier == "skopeo" else []
         observed["landed"] = catch_half_done(log, repository, blobs, big_backup.tag)
-        for pid in (first.pid, copy.pid):  # the container dies with everything in it
+        for pid in (first.pid, *copies):  # the container dies with everything in it
             kill(pid)
         first.stop()
-        assert wait_gone(copy.pid)
-        timer.mark(f"controller {first.pid} and skopeo {copy.pid} SIGKILLed after {observed['landed']} blob(s)")
+        assert all(wait_gone(pid) for pid in copies)
+        timer.mark(f"controller {first.pid} ({copier}) SIGKILLed after {observed['landed']} blob(s)")
         observed["after_kill"] = admin.get(DEPLOYMENT, namespace, "big")
         observed["backup_after_kill"] = registry_client(lab).head_manifest(big_backup)
         observed["left_after_kill"] = authdirs.leftovers()
 
         second = ControllerProcess(lab, root, namespaces=[namespace], lease_namespace=namespace, env=env,
-                                   repository=prefix, lease_id="faults-second", name="restarted")
+                                   repository=prefix, lease_id="faults-second", name="restarted",
+                                   args=[f"--copier={copier}"])
         with ProcessWatch(lambda: [second.pid], secret_forms(password)) as second_watch, second:
             observed["converged"] = wait_for(
                 lambda: (obj := admin.get(DEPLOYMENT, namespace, "big"))
@@ -188,6 +191,7 @@ def killed_controller(lab, tmp_path_factory):
         observed["left_at_end"] = authdirs.leftovers()
         observed["tmp"] = tmp
     observed["prefix"] = prefix
+    observed["copier"] = copier
     observed["logs"] = first.log_text() + second.log_text()
     yield observed
     admin.delete(NAMESPACES, None, namespace)
@@ -202,7 +206,8 @@ def test_controller_killed_mid_copy_never_references_a_partial_image_and_a_resta
     assert seen["backup_after_kill"] is None, "a manifest of the interrupted copy exists"
     images = [c["image"] for c in seen["converged"]["spec"]["template"]["spec"]["containers"]]
     assert backup_problems(lab, images, seen["prefix"]) == []
-    assert seen["copies_seen"] >= 2 and seen["offenders"] == []
+    assert seen["offenders"] == []
+    assert seen["copier"] == "native" or seen["copies_seen"] >= 2
     assert seen["modes"] <= {("dir", "0o700"), ("file", "0o600")}, seen["modes"]
     assert not leaked(seen["logs"], secret_forms(lab.backup_password()))
 

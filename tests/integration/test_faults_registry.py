@@ -180,6 +180,7 @@ def test_backup_registry_crash_mid_playbook_fails_the_run_leaks_no_secret_and_a_
         "imageclone_backup_registry": prefix, "imageclone_backup_username": BACKUP_USER,
         "imageclone_backup_password": password, "imageclone_certs_dir": str(iso.certs_dir),
         "imageclone_kubeconfig": str(iso.kubeconfig), "imageclone_namespaces": [namespace],
+        "imageclone_copier": "skopeo",  # the copier with command lines and auth files to watch
         "ansible_python_interpreter": sys.executable}))
     variables.chmod(0o600)
     tmp = tmp_path / "tmp"

@@ -57,7 +57,8 @@ def test_the_controller_never_exposes_the_password_while_it_copies(lab, namespac
     env = {"HOME": str(home), "TMPDIR": str(tmp), "IMAGECLONE_BACKUP_USERNAME": BACKUP_USER,
            "IMAGECLONE_BACKUP_PASSWORD": password}
     controller = ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace, env=env,
-                                   authfile=False, args=["--pullSecret=backup-pull", "--workers=4"])
+                                   authfile=False,  # skopeo: the copier with command lines and auth files
+                                   args=["--pullSecret=backup-pull", "--workers=4", "--copier=skopeo"])
     with ProcessWatch(lambda: [controller.pid] if controller.process else [], forms) as watch, \
             AuthDirWatch(tmp) as authdirs, controller:
         controller.wait_leader_ready()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from builders import BUSYBOX, manifest, pod_spec
-from faults_support import ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy
+from faults_support import AccessLog, ProcessWatch, big_image, simple_deployment, wait_for_skopeo_copy
 from test_controller_harness import record, rewritten_to
 from test_playbook_lab import run_playbook, variables
 
@@ -167,7 +167,8 @@ def test_without_rbac_readiness_fails_and_the_error_is_logged_once(lab, namespac
 
 # -- shutdown -----------------------------------------------------------------------------------------------
 
-def test_shutdown_kills_a_hung_copy_within_the_grace_period(lab, namespace, tmp_path):
+@pytest.mark.parametrize("copier", ["native", "skopeo"])
+def test_shutdown_kills_a_hung_copy_within_the_grace_period(lab, namespace, tmp_path, copier):
     big = big_image(lab, "stall/big")
     source_port = int(lab.config.source_registry.rsplit(":", 1)[1])
     # A registry this slow (50 MB at 100 KB/s) keeps the copy running far longer than any grace period.
@@ -175,21 +176,28 @@ def test_shutdown_kills_a_hung_copy_within_the_grace_period(lab, namespace, tmp_
         image = big.replace(lab.config.source_registry, slow_registry.address)
         lab.admin_api().create(DEPLOYMENT, namespace, simple_deployment("slow", {"main": image}))
         controller = ControllerProcess(lab, tmp_path, namespaces=[namespace], lease_namespace=namespace,
-                                       name="hung-copy")
+                                       name=f"hung-copy-{copier}", args=[f"--copier={copier}"])
+        log = AccessLog(lab)
         with ProcessWatch(lambda: [controller.pid], []) as watch:
             controller.start()
-            copy = wait_for_skopeo_copy(watch, "stall/big")
+            if copier == "skopeo":
+                copies = [wait_for_skopeo_copy(watch, "stall/big").pid]
+            else:  # the native copier streams in the controller's process: a blob upload is under way
+                copies = []
+                repository = controller.repository.split("/", 1)[1]
+                wait_for(lambda: log.count(repository, "POST", "/blobs/uploads/") >= 1, "a blob upload to start",
+                         timeout=60, interval=0.05)
             time.sleep(1)
             assert controller.running()
             signalled = time.monotonic()
             controller.send(signal.SIGTERM)
             code = controller.process.wait(30)
             stopped = time.monotonic() - signalled
-        assert wait_gone(copy.pid, 2), "skopeo outlived the controller"
+        assert all(wait_gone(pid, 2) for pid in copies), "skopeo outlived the controller"
     assert code == 0 and stopped < 10, f"exit {code} after {stopped:.1f}s"
     assert any(line.get("msg") == "work stopped" and line.get("copiesCancelled") == 1
                for line in controller.log_lines())
-    record("shutdown with a hung copy (s)", round(stopped, 2))
+    record(f"shutdown with a hung copy, {copier} copier (s)", round(stopped, 2))
 
 
 def test_a_second_signal_exits_at_once(lab, namespace, api_proxy, tmp_path):

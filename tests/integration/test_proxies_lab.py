@@ -89,10 +89,11 @@ def client_of(connection: ProxiedConnection) -> str:
     return connection.user_agent or "unnamed"
 
 
-def test_the_controller_sends_exactly_its_registry_connections_through_the_proxy(iso, proxy, tmp_path):
+@pytest.mark.parametrize("copier", ["native", "skopeo"])
+def test_the_controller_sends_exactly_its_registry_connections_through_the_proxy(iso, proxy, tmp_path, copier):
     """The reported case: HTTPS_PROXY set, NO_PROXY=127.0.0.1 and the API server at 127.0.0.1. The
-    API server's connections stay direct; the engine's requests and skopeo's copies, to registries
-    named in the workload and the backup repository, all go through the proxy."""
+    API server's connections stay direct; the engine's requests and the copies (the engine's own, or
+    skopeo's), to registries named in the workload and the backup repository, all go through the proxy."""
     admin = iso.admin_api()
     namespace = new_namespace(iso, "proxied")
     admin.create(KINDS["Deployment"], namespace, manifest("Deployment", "app", pod_spec(NamedLab(iso), "Deployment")))
@@ -101,16 +102,16 @@ def test_the_controller_sends_exactly_its_registry_connections_through_the_proxy
     env = {"HTTPS_PROXY": proxy.url(), "NO_PROXY": "127.0.0.1"}
     authfile = named_authfile(iso, tmp_path / "auth.json")
     with ControllerProcess(iso, tmp_path, namespaces=[namespace], lease_namespace=namespace, repository=repository,
-                           authfile=False, args=[f"--backupAuthFile={authfile}"], env=env) as controller:
+                           authfile=False, args=[f"--backupAuthFile={authfile}", f"--copier={copier}"],
+                           env=env) as controller:
         controller.wait_leader_ready()
         wait_for(lambda: rewritten_to(repository, "Deployment", admin.get(KINDS["Deployment"], namespace, "app")),
                    "the Deployment rewritten to its backups", timeout=90)
         assert controller.stored_writes(), "the rewrite went to the API server, which audited it"
     connections = proxy.connections
+    clients = {"image-clone", "skopeo"} if copier == "skopeo" else {"image-clone"}
     assert {(c.method, c.target, client_of(c)) for c in connections} == {
-        ("CONNECT", source, "image-clone"), ("CONNECT", source, "skopeo"),
-        ("CONNECT", backup, "image-clone"), ("CONNECT", backup, "skopeo"),
-    }, connections
+        ("CONNECT", registry, client) for registry in (source, backup) for client in clients}, connections
     assert {c.status for c in connections} == {200}, "every client sent the proxy's credentials"
     api_server = f"127.0.0.1:{iso.config.ports['kube-apiserver']}"
     assert not [c for c in connections if c.target == api_server]
