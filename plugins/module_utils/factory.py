@@ -52,7 +52,7 @@ class BackupOptions:
     copy_timeout: int = 600
     retry_times: int = 3
     use_pull_secrets: bool = True
-    copier: str = "native"
+    copier: str = "skopeo"
     referrers: bool = True
 
     @classmethod

@@ -189,7 +189,8 @@ def test_waits_for_rollouts(run_module, args, create):
     create("Deployment", "web", replicas=0)
     create("StatefulSet", "db")
     run = run_module(workload_rewrite, {**args, "wait": True, "wait_timeout": 60})
-    assert not run.failed and run.result["summary"]["rewritten"] == 2
+    assert not run.failed and run.result["summary"]["rewritten"] == 2, [
+        (report["key"], report["state"], report.get("reason")) for report in run.result["workloads"]]
 
 
 @pytest.mark.usefixtures("backed_up")
