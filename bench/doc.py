@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.kube import DEFAULT_PAGE_SIZE
+from ansible_collections.imageclone.backup.plugins.module_utils.migration import REWRITE_CONCURRENCY
 from bench.report import (
     MB,
     REPO,
@@ -243,8 +244,8 @@ def cold_text(r: dict) -> str:
         f"{', '.join(fmt(w) for w in p.get('walls_s') or [])} s): {_s(p.get('startup_s'))} of Ansible start-up, "
         f"{_s(discover)} of discovery, {_s(backup)} copying and verifying the {fmt(images)} images, and "
         f"{_s(rewrite)} in the rewrite task, which rewrote {fmt(p.get('objects_rewritten'))} workloads (a new module "
-        f"process that discovers again, HEADs every backup, then sends its {fmt(patches)} PATCHes one after "
-        "another). "
+        f"process that discovers again, HEADs every backup, then sends its {fmt(patches)} PATCHes, "
+        f"{REWRITE_CONCURRENCY} at a time). "
         f"The copy task is where the time goes: a logging shim in front of skopeo saw {fmt(skopeo.get('calls'))} "
         f"skopeo processes, at most {fmt(skopeo.get('peak_concurrency'))} at a time (the engine's limit per source "
         f"registry), which overlapped {_x(overlap)} on average ({_s(skopeo.get('seconds_sum'), 1)} of copy time in "
@@ -288,8 +289,8 @@ def cold_text(r: dict) -> str:
             "registries; it presumes copy parallelism that 2 cores do not have. What would close most of the "
             "gap to skopeo sync: copy the missing images in one long-lived process instead of one skopeo process "
             "per image (one `skopeo sync` of a generated list of the missing digests, or blob copies through the "
-            "engine's own HTTP client, which already holds the connections and the credentials), and send the "
-            f"rewrite PATCHes concurrently instead of one by one ({_s(rewrite)} here). On a machine with more cores "
+            "engine's own HTTP client, which already holds the connections and the credentials; the native copier "
+            "does that). On a machine with more cores "
             f"the {fmt(skopeo.get('peak_concurrency'))} concurrent copies would contend less; this 2-core machine "
             "cannot show by how much.",
         ]

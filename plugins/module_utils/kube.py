@@ -252,7 +252,7 @@ def connection_options(
 
 
 def new_api_client(
-    options: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    options: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, pool_size: int = 0
 ) -> k8s_client.ApiClient:
     """An ``ApiClient`` configured like kubernetes.core would from the same options.
 
@@ -262,8 +262,9 @@ def new_api_client(
     when running in a pod, else the default kubeconfig. Explicit options then
     override what was loaded. The API server is reached through ``proxy`` when
     given, else through the proxy ``HTTPS_PROXY``/``NO_PROXY`` name for its URL
-    (see ``proxies``), else direct. Never touches the client library's global
-    default configuration. Raises ``KubeConfigError``.
+    (see ``proxies``), else direct. Keeps at least ``pool_size`` connections
+    (one per thread that may use it at once). Never touches the client
+    library's global default configuration. Raises ``KubeConfigError``.
     """
     if KUBERNETES_IMPORT_ERROR is not None:
         raise KubeConfigError(f"the kubernetes Python client cannot be imported: {KUBERNETES_IMPORT_ERROR}")
@@ -284,13 +285,15 @@ def new_api_client(
     # closed fails that way), never a write; so a stalled API server fails a GET after at most
     # twice the read timeout and a write after one.
     configuration.retries = urllib3.util.Retry(total=3, connect=2, read=1, redirect=0, status=0, other=0)
+    # A full pool discards connections with a warning on stderr: size it for every thread.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, pool_size)
     return k8s_client.ApiClient(configuration)
 
 
-def api_from_options(connection: Mapping[str, Any]) -> KubeApi:
+def api_from_options(connection: Mapping[str, Any], pool_size: int = 0) -> KubeApi:
     """A ``KubeApi`` from kubernetes.core-style connection options (``K8S_AUTH_*`` fallbacks) and
-    ``api_connect_timeout`` / ``api_read_timeout``."""
-    return KubeApi(new_api_client(connection), timeouts=Timeouts.from_options(connection))
+    ``api_connect_timeout`` / ``api_read_timeout``, for up to ``pool_size`` threads at once."""
+    return KubeApi(new_api_client(connection, pool_size=pool_size), timeouts=Timeouts.from_options(connection))
 
 
 def pooled_copy(base: k8s_client.ApiClient, pool_size: int, user_agent: str | None = None) -> k8s_client.ApiClient:

@@ -352,7 +352,7 @@ def rewrite_all(engine, workloads):
     """Verify every image in the backup (restoring lost backups, never making first copies), then rewrite each
     ready workload."""
     outcomes = engine.back_up(workloads)
-    return [engine.rewrite(workload, outcomes) for workload in workloads], outcomes
+    return engine.rewrite_each(workloads, outcomes), outcomes
 
 
 def wait_for_rollouts(api, reports, timeout):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import pytest
 
+from ansible_collections.imageclone.backup.plugins.module_utils.migration import REWRITE_CONCURRENCY
 from ansible_collections.imageclone.backup.plugins.module_utils.pullsecret import SECRET
 from ansible_collections.imageclone.backup.plugins.module_utils.rewrite import ORIGINAL_IMAGES
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
@@ -229,3 +231,24 @@ def test_pull_secret_and_password_stay_out_of_every_output(run_module, lab, args
     for form in (password, base64.b64encode(f"{BACKUP_USER}:{password}".encode()).decode(),
                  secret["data"][".dockerconfigjson"]):
         assert form not in run.output
+
+
+@pytest.mark.usefixtures("backed_up")
+def test_workloads_rewritten_at_once_share_one_pull_secret(run_module, lab, args, create, admin, namespace, caplog):
+    # More workloads of one namespace than are rewritten at once: the first ones race to create the Secret.
+    names = [f"web-{index}" for index in range(REWRITE_CONCURRENCY * 2 + 1)]
+    for name in names:
+        create("Deployment", name, replicas=0)
+    login = {**args, "backup_authfile": None, "backup_username": BACKUP_USER, "backup_password": lab.backup_password()}
+    with caplog.at_level(logging.WARNING):
+        run = run_module(workload_rewrite, {**login, "pull_secret": "backup-pull"})
+
+    assert not run.failed and run.result["summary"]["rewritten"] == len(names), [
+        (report["key"], report["state"], report.get("reason")) for report in run.result["workloads"]]
+    assert [report["name"] for report in run.result["workloads"]] == sorted(names), "in discovery order"
+    for name in names:
+        spec = pod_spec_of("Deployment", admin.get(KINDS["Deployment"], namespace, name))
+        assert spec["imagePullSecrets"] == [{"name": "backup-pull"}]
+        assert spec["containers"][0]["image"].startswith(lab.config.backup_registry)
+    assert admin.get(SECRET, namespace, "backup-pull")["type"] == "kubernetes.io/dockerconfigjson"
+    assert not [record.getMessage() for record in caplog.records if "pool is full" in record.getMessage()]
