@@ -53,7 +53,8 @@ class NativeCopier:
                  attempts: int = 3) -> None:
         self._registry = registry
         self._blobs = BlobCopier(per_registry=per_registry, attempts=attempts)
-        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="blob")
+        self._workers = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._running = 0
 
@@ -72,8 +73,8 @@ class NativeCopier:
         what = f"copy {source} -> {destination.without_digest()}"
         client = self._registry.with_credentials(credentials)
         try:
-            with self._counted(what):
-                self._copy(client, source, destination.without_digest())
+            with self._counted(what) as pool:
+                self._copy(client, pool, source, destination.without_digest())
         except TransferCancelled:
             raise CopyError(f"{what}: cancelled, shutting down") from None
         except ManifestProblem as error:
@@ -85,25 +86,37 @@ class NativeCopier:
             raise CopyError(f"{what}: {error}", transient=transient) from None
 
     @contextmanager
-    def _counted(self, what: str) -> Iterator[None]:
+    def _counted(self, what: str) -> Iterator[ThreadPoolExecutor]:
+        """The blob pool of the copies running now, shared by them and let go by the last one: a service
+        that outlives its copies (the controller, a test run, a caller of the engine) keeps no idle thread."""
         with self._lock:
             if self._blobs.transfers.cancelled:
                 raise CopyError(f"{what}: cancelled, shutting down")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="blob")
+            pool = self._pool
             self._running += 1
         try:
-            yield
+            yield pool
         finally:
             with self._lock:
                 self._running -= 1
+                idle = self._pool if self._running == 0 else None
+                if idle is not None:
+                    self._pool = None
+            if idle is not None:
+                idle.shutdown(wait=False)
 
-    def _copy(self, client: RegistryClient, source: ImageReference, destination: ImageReference) -> None:
+    def _copy(self, client: RegistryClient, pool: ThreadPoolExecutor, source: ImageReference,
+              destination: ImageReference) -> None:
         source = source.without_tag() if source.digest else source
         top = self._top_manifest(client, source, destination)
         if top is None:
             raise CopyError(f"copy {source} -> {destination}: manifest unknown in {source.registry}", missing=True)
         pending: list[Manifest] = []
         self._gather(client, source, destination, top, pending)
-        self._copy_blobs(client, source, destination, {blob for manifest in pending for blob in manifest.blobs})
+        self._copy_blobs(client, pool, source, destination,
+                         {blob for manifest in pending for blob in manifest.blobs})
         for manifest in pending[:-1]:
             self._put_manifest(client, destination.with_tag(None).with_digest(manifest.digest), manifest)
         self._put_manifest(client, destination if destination.tag else destination.with_digest(top.digest), top)
@@ -143,9 +156,9 @@ class NativeCopier:
             raise RegistryError(ref, f"the manifest served has digest {manifest.digest}")
         return manifest
 
-    def _copy_blobs(self, client: RegistryClient, source: ImageReference, destination: ImageReference,
-                    blobs: set[Descriptor]) -> None:
-        futures = [self._pool.submit(self._blobs.ensure, client, source, client, destination, blob)
+    def _copy_blobs(self, client: RegistryClient, pool: ThreadPoolExecutor, source: ImageReference,
+                    destination: ImageReference, blobs: set[Descriptor]) -> None:
+        futures = [pool.submit(self._blobs.ensure, client, source, client, destination, blob)
                    for blob in sorted(blobs, key=lambda blob: -blob.size)]
         wait(futures)
         for future in futures:

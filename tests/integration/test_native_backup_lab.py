@@ -2,6 +2,8 @@
 verified by digest like skopeo's, and a warm re-run that leaves the source alone wherever it can."""
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 from ansible_collections.imageclone.backup.plugins.module_utils.factory import BackupOptions, backup_service
@@ -47,3 +49,21 @@ def test_native_copies_are_verified_and_a_warm_rerun_reads_only_the_backup_for_p
     assert [r.method for r in manifests] == ["HEAD", "HEAD"] and len(tag_lists) == 2, during
     assert [r.status for r in queries] == [404] and len(during) == 5, during
     assert all("@" not in r.path and "sha256" not in r.path for r in manifests)
+
+
+def blob_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("blob")]
+
+
+def test_a_service_keeps_no_idle_blob_thread_between_runs(lab):
+    # A long-lived service (the controller's lives as long as the process) copies in bursts: between them
+    # it must not keep the blob transfers' threads waiting.
+    service = backup_service(BackupOptions.from_mapping({**lab.backup_options("native"), "copier": "native"}))
+    for _ in range(3):
+        _, images = fresh_images(lab)
+        outcomes = service.ensure_all({key: parse_reference(key) for key in images})
+        assert {outcome.state for outcome in outcomes.values()} == {"copied"}, outcomes
+    deadline = time.monotonic() + 10
+    while blob_threads() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert blob_threads() == []
