@@ -95,14 +95,20 @@ def _reap(pid: int) -> None:
 
 
 def alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
+    """Whether ``pid`` exists and is not a zombie whose threads have all ended.
+
+    A killed multi-threaded process (every Go daemon) turns its leader into a zombie before its other
+    threads have closed its files: until they are gone, its listening sockets still hold their ports.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+            if handle.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except OSError:
         return False
 
