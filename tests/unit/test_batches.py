@@ -60,6 +60,22 @@ def test_a_workload_with_problems_or_without_images_is_left_to_the_rewrite():
     assert ids(rewrite_batches(discovered, [in_use(WEB)], 25)["batches"]) == [["bad", "none"]]
 
 
+def test_each_batch_is_told_only_the_checked_images_its_own_workloads_use():
+    discovered = {"workloads": [found("new", "nginx:1.27", rewrite=True), found("half", WEB, "redis:7", rewrite=True),
+                                found("api", "httpd:2", "nginx:1.27", rewrite=True)]}
+
+    planned = rewrite_batches(discovered, [], 2, referrers_checked=iter(["nginx:1.27", WEB, "httpd:2", "mysql:8"]))
+
+    assert ids(planned["batches"]) == [["new", "half"], ["api"]]
+    assert planned["referrers_checked"] == [sorted(["nginx:1.27", WEB]), ["httpd:2", "nginx:1.27"]]
+
+
+def test_without_checked_images_every_batch_is_told_none():
+    planned = rewrite_batches({"workloads": [found("new", "nginx:1.27", rewrite=True)]}, [], 25)
+
+    assert planned["referrers_checked"] == [[]]
+
+
 def test_a_batch_size_below_one_is_refused():
     with pytest.raises(ValueError, match="at least 1, not 0"):
         rewrite_batches({"workloads": []}, [], 0)

@@ -5,11 +5,14 @@ found whole) would cost a rewrite task a module process, a LIST and a HEAD per i
 unchanged: it is reported unchanged here instead, and only the other workloads are batched. A backup
 found lost, or never looked up, keeps its workloads in the batches, where the rewrite restores or
 blocks them as before.
+
+Each batch is handed only the images it uses among those whose referrers the backup task checked,
+so its task arguments (echoed in its result) stay the size of the batch, not of the whole run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters.results import workload_entry
@@ -17,8 +20,9 @@ from ansible_collections.imageclone.backup.plugins.module_utils.states import Im
 
 
 def rewrite_batches(discovered: Mapping[str, Any], in_use: Sequence[Mapping[str, Any]],
-                    batch_size: int) -> dict[str, list[Any]]:
-    """``batches`` (lists of ``kind``/``namespace``/``name``, in discovery order) and ``converged`` (one
+                    batch_size: int, referrers_checked: Iterable[str] = ()) -> dict[str, list[Any]]:
+    """``batches`` (lists of ``kind``/``namespace``/``name``, in discovery order), ``referrers_checked``
+    (for each batch, the images of ``referrers_checked`` its workloads use, sorted) and ``converged`` (one
     ``workload_rewrite``-shaped report, state ``unchanged``, per workload left out of the batches).
 
     ``in_use`` holds the ``backups_in_use`` entries of the backup task.
@@ -26,15 +30,21 @@ def rewrite_batches(discovered: Mapping[str, Any], in_use: Sequence[Mapping[str,
     if batch_size < 1:
         raise ValueError(f"the batch size must be at least 1, not {batch_size}")
     whole = {entry["source"] for entry in in_use if ImageState(entry["state"]).verified}
-    pending: list[dict[str, str]] = []
+    checked = frozenset(referrers_checked)
+    pending: list[Mapping[str, Any]] = []
     converged: list[dict[str, Any]] = []
     for workload in discovered.get("workloads", []):
         if _is_converged(workload, whole):
             converged.append(workload_entry(workload["key"], WorkloadState.UNCHANGED,
                                             managed_by=workload.get("managed_by")))
         else:
-            pending.append({key: workload[key] for key in ("kind", "namespace", "name")})
-    return {"batches": [pending[start:start + batch_size] for start in range(0, len(pending), batch_size)],
+            pending.append(workload)
+    batches = [pending[start:start + batch_size] for start in range(0, len(pending), batch_size)]
+    return {"batches": [[{key: workload[key] for key in ("kind", "namespace", "name")} for workload in batch]
+                        for batch in batches],
+            "referrers_checked": [sorted({image["image"] for workload in batch
+                                          for image in workload.get("images") or []} & checked)
+                                  for batch in batches],
             "converged": converged}
 
 
