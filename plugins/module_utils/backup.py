@@ -19,11 +19,12 @@ no workload is rewritten to a backup that a signature policy would refuse.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ansible_collections.imageclone.backup.plugins.module_utils.concurrency import KeyedLimiter, SingleFlight
 from ansible_collections.imageclone.backup.plugins.module_utils.copier import Copier, CopyError
@@ -35,14 +36,12 @@ from ansible_collections.imageclone.backup.plugins.module_utils.naming import (
     pinned_reference,
     versioned_backup_reference,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
 from ansible_collections.imageclone.backup.plugins.module_utils.plan import BackupOutcome
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import (
     ImageReference,
     InvalidReference,
     parse_reference,
 )
-from ansible_collections.imageclone.backup.plugins.module_utils.referrers import ReferrerCopies, ReferrerError
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import (
     ManifestInfo,
     RateLimited,
@@ -51,6 +50,9 @@ from ansible_collections.imageclone.backup.plugins.module_utils.registry import 
     RegistryUnavailable,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.states import ImageState
+
+if TYPE_CHECKING:
+    from ansible_collections.imageclone.backup.plugins.module_utils.referrers import ReferrerCopies
 
 # The copier retries network errors itself; these cover a registry's own 5xx answers.
 COPY_ATTEMPTS = 3
@@ -119,20 +121,45 @@ class BackupService:
         self.settings = settings
         self._flight: SingleFlight[BackupOutcome] = SingleFlight()
         self._per_registry = KeyedLimiter(settings.per_registry)
-        # Artifacts always go through the native copier: an index of them must stay byte for byte.
-        self._artifact_copier = copier if isinstance(copier, NativeCopier) else NativeCopier(registry, workers=4)
-        self._referrers = ReferrerCopies(registry, self._artifact_copier)
+        self._artifact_copier: Copier | None = None
+        self._referrers: ReferrerCopies | None = None
+        self._referrers_built = threading.Lock()
+        self._cancelled = False
 
     def cancel_copies(self) -> int:
         """Kill the copies running now and fail new ones until ``resume_copies``; returns how many were killed."""
+        with self._referrers_built:
+            self._cancelled = True
+            artifacts = self._artifact_copier
         killed = self._copier.cancel()
-        if self._artifact_copier is not self._copier:
-            killed += self._artifact_copier.cancel()
+        if artifacts is not None and artifacts is not self._copier:
+            killed += artifacts.cancel()
         return killed
 
     def resume_copies(self) -> None:
+        with self._referrers_built:
+            self._cancelled = False
+            artifacts = self._artifact_copier
         self._copier.resume()
-        self._artifact_copier.resume()
+        if artifacts is not None:
+            artifacts.resume()
+
+    def _referrer_copies(self) -> ReferrerCopies:
+        """What copies referrers, built on first use: AnsiballZ compiles every module a module process
+        imports, and a rewrite batch whose referrers the backup task already copied never needs these."""
+        from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
+        from ansible_collections.imageclone.backup.plugins.module_utils.referrers import ReferrerCopies
+
+        with self._referrers_built:
+            if self._referrers is None:
+                # Artifacts always go through the native copier: an index of them must stay byte for byte.
+                artifacts = (self._copier if isinstance(self._copier, NativeCopier)
+                             else NativeCopier(self._registry, workers=4))
+                if self._cancelled:
+                    artifacts.cancel()
+                self._artifact_copier = artifacts
+                self._referrers = ReferrerCopies(self._registry, artifacts)
+            return self._referrers
 
     @property
     def registry(self) -> RegistryClient:
@@ -293,9 +320,12 @@ class BackupService:
         settings = self.settings
         if not settings.referrers or settings.dry_run or not outcome.verified or digest is None:
             return outcome
+        from ansible_collections.imageclone.backup.plugins.module_utils.referrers import ReferrerError
+
+        referrers = self._referrer_copies()
         try:
             with self._per_registry.hold(source.registry):
-                copied = self._referrers.sync(source, digest, backup, self._registry_with(credentials), credentials)
+                copied = referrers.sync(source, digest, backup, self._registry_with(credentials), credentials)
         except ReferrerError as error:
             return BackupOutcome(outcome.source, None, None, ImageState.FAILED,
                                  f"the image is backed up, but not what refers to it: {error}",

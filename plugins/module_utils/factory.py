@@ -25,11 +25,9 @@ from ansible_collections.imageclone.backup.plugins.module_utils.credentials impo
     PullSecret,
 )
 from ansible_collections.imageclone.backup.plugins.module_utils.naming import NamingPolicy
-from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
 from ansible_collections.imageclone.backup.plugins.module_utils.proxies import ProxyEnvironment
 from ansible_collections.imageclone.backup.plugins.module_utils.reference import InvalidReference, parse_reference
 from ansible_collections.imageclone.backup.plugins.module_utils.registry import RegistryClient
-from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
 
 DEFAULT_USER_AGENT = "image-clone"
 
@@ -110,17 +108,25 @@ def backup_service(
     proxies = ProxyEnvironment.from_environ(os.environ)
     registry = RegistryClient(store, certs_dir=certs_dir, insecure_registries=insecure,
                               user_agent=DEFAULT_USER_AGENT, pool_size=max(16, options.parallel * 2), proxies=proxies)
-    copier: Copier
+    return BackupService(registry, _copier(options, registry, certs_dir, insecure, proxies), store, options.policy,
+                         BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
+                                        dry_run=dry_run, copy=copy, restore=restore, referrers=options.referrers,
+                                        referrers_checked=_normalized(referrers_checked)))
+
+
+def _copier(options: BackupOptions, registry: RegistryClient, certs_dir: Path | None, insecure: frozenset[str],
+            proxies: ProxyEnvironment) -> Copier:
+    """The copier ``options`` name; only its own module is imported, as AnsiballZ compiles every module a
+    module process imports."""
     if options.copier == "native":
-        copier = NativeCopier(registry, workers=max(4, options.parallel * 2), per_registry=options.per_registry + 2,
-                              attempts=options.retry_times + 1)
-    else:
-        copier = Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
-                        timeout=float(options.copy_timeout), proxies=proxies)
-    settings = BackupSettings(pin=options.pin, parallel=options.parallel, per_registry=options.per_registry,
-                              dry_run=dry_run, copy=copy, restore=restore, referrers=options.referrers,
-                              referrers_checked=_normalized(referrers_checked))
-    return BackupService(registry, copier, store, options.policy, settings)
+        from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
+
+        return NativeCopier(registry, workers=max(4, options.parallel * 2), per_registry=options.per_registry + 2,
+                            attempts=options.retry_times + 1)
+    from ansible_collections.imageclone.backup.plugins.module_utils.skopeo import Skopeo
+
+    return Skopeo(certs_dir=certs_dir, insecure_registries=insecure, retry_times=options.retry_times,
+                  timeout=float(options.copy_timeout), proxies=proxies)
 
 
 def _normalized(images: Iterable[str]) -> frozenset[str]:
