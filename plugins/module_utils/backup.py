@@ -121,7 +121,6 @@ class BackupService:
         self.settings = settings
         self._flight: SingleFlight[BackupOutcome] = SingleFlight()
         self._per_registry = KeyedLimiter(settings.per_registry)
-        self._artifact_copier: Copier | None = None
         self._referrers: ReferrerCopies | None = None
         self._referrers_built = threading.Lock()
         self._cancelled = False
@@ -130,7 +129,7 @@ class BackupService:
         """Kill the copies running now and fail new ones until ``resume_copies``; returns how many were killed."""
         with self._referrers_built:
             self._cancelled = True
-            artifacts = self._artifact_copier
+            artifacts = self._referrers.copier if self._referrers else None
         killed = self._copier.cancel()
         if artifacts is not None and artifacts is not self._copier:
             killed += artifacts.cancel()
@@ -139,7 +138,7 @@ class BackupService:
     def resume_copies(self) -> None:
         with self._referrers_built:
             self._cancelled = False
-            artifacts = self._artifact_copier
+            artifacts = self._referrers.copier if self._referrers else None
         self._copier.resume()
         if artifacts is not None:
             artifacts.resume()
@@ -147,17 +146,16 @@ class BackupService:
     def _referrer_copies(self) -> ReferrerCopies:
         """What copies referrers, built on first use: AnsiballZ compiles every module a module process
         imports, and a rewrite batch whose referrers the backup task already copied never needs these."""
-        from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
-        from ansible_collections.imageclone.backup.plugins.module_utils.referrers import ReferrerCopies
-
         with self._referrers_built:
             if self._referrers is None:
+                from ansible_collections.imageclone.backup.plugins.module_utils.native_copier import NativeCopier
+                from ansible_collections.imageclone.backup.plugins.module_utils.referrers import ReferrerCopies
+
                 # Artifacts always go through the native copier: an index of them must stay byte for byte.
                 artifacts = (self._copier if isinstance(self._copier, NativeCopier)
                              else NativeCopier(self._registry, workers=4))
                 if self._cancelled:
                     artifacts.cancel()
-                self._artifact_copier = artifacts
                 self._referrers = ReferrerCopies(self._registry, artifacts)
             return self._referrers
 
