@@ -108,7 +108,7 @@ options:
       - Both copy every platform and preserve every digest; the backup is verified by digest either way.
     type: str
     choices: [skopeo, native]
-    default: skopeo
+    default: native
   use_pull_secrets:
     description:
       - Whether the workloads' own pull Secrets are used for their source registries, as their pods pull with them

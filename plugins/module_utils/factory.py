@@ -50,7 +50,7 @@ class BackupOptions:
     copy_timeout: int = 600
     retry_times: int = 3
     use_pull_secrets: bool = True
-    copier: str = "skopeo"
+    copier: str = "native"
     referrers: bool = True
 
     @classmethod

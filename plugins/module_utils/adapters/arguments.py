@@ -55,7 +55,7 @@ BACKUP_ARGUMENTS: Final[Mapping[str, dict[str, Any]]] = {
     "per_registry": {"type": "int", "default": 4},
     "copy_timeout": {"type": "int", "default": 600},
     "retry_times": {"type": "int", "default": 3},
-    "copier": {"type": "str", "choices": ["skopeo", "native"], "default": "skopeo"},
+    "copier": {"type": "str", "choices": ["skopeo", "native"], "default": "native"},
     "use_pull_secrets": {"type": "bool", "default": True},
     "referrers": {"type": "bool", "default": True},
 }
