@@ -36,10 +36,11 @@ BIN = Path(sys.executable).parent
 # -- the playbook ------------------------------------------------------------------------
 
 def playbook_vars(bl: BenchLab, repository: str, batch: int, kinds: Sequence[str],
-                  copier: str = "skopeo") -> dict[str, Any]:
+                  copier: str | None = None) -> dict[str, Any]:
+    """The migrate playbook's variables; without ``copier``, the collection's default copier."""
     lab = bl.lab
     return {
-        "imageclone_copier": copier,
+        **({"imageclone_copier": copier} if copier else {}),
         "imageclone_backup_registry": repository,
         "imageclone_backup_authfile": str(lab.backup_authfile),
         "imageclone_certs_dir": str(lab.certs_dir),
@@ -93,7 +94,7 @@ def skopeo_calls(timing: Path) -> dict[str, Any]:
 
 
 def run_playbook(bl: BenchLab, workdir: Path, repository: str, batch: int, kinds: Sequence[str],
-                 label: str, shim: Path | None = None, copier: str = "skopeo") -> dict[str, Any]:
+                 label: str, shim: Path | None = None, copier: str | None = None) -> dict[str, Any]:
     """Run the migrate playbook once; wall time plus per-task durations from the ``ansible.posix.json`` callback.
 
     With ``shim`` (a directory from ``skopeo_shim``), skopeo calls are timed too."""

@@ -235,8 +235,6 @@ def cold_text(r: dict) -> str:
     discover, backup, rewrite = _task(p, "List workloads"), _task(p, "Copy the images"), _task(p, "Rewrite a batch")
     summary = _task(p, "Summarize")
     patches = get(p, "api", "workload_patches")
-    sync_per_image = ratio(s.get("wall_s"), images)
-    overlap = ratio(skopeo.get("seconds_sum"), skopeo.get("span_s"))
     lines = [
         "### Cold migration",
         "",
@@ -246,13 +244,7 @@ def cold_text(r: dict) -> str:
         f"{_s(rewrite)} in the rewrite task, which rewrote {fmt(p.get('objects_rewritten'))} workloads (a new module "
         f"process that discovers again, HEADs every backup, then sends its {fmt(patches)} PATCHes, "
         f"{REWRITE_CONCURRENCY} at a time). "
-        f"The copy task is where the time goes: a logging shim in front of skopeo saw {fmt(skopeo.get('calls'))} "
-        f"skopeo processes, at most {fmt(skopeo.get('peak_concurrency'))} at a time (the engine's limit per source "
-        f"registry), which overlapped {_x(overlap)} on average ({_s(skopeo.get('seconds_sum'), 1)} of copy time in "
-        f"a {_s(skopeo.get('span_s'), 1)} span) but each took {_s(skopeo.get('seconds_mean'), 3)}, against "
-        f"{_s(sync_per_image, 3)} per image for `skopeo sync` copying serially in one process: the concurrent "
-        f"copies took {_x(ratio(skopeo.get('span_s'), s.get('wall_s')), 2)} the time skopeo sync needed for all "
-        "the images.",
+        + (_skopeo_copy_text(p, s, images) if skopeo.get("calls") else _native_copy_text(p, s, images)),
         "",
         f"Both are CPU-bound on this {nproc}-core machine: during the playbook run the machine was "
         f"{_pct(get(p, 'cpu', 'machine_utilization'))} busy and the lab plus the playbook used "
@@ -260,39 +252,28 @@ def cold_text(r: dict) -> str:
         f"skopeo sync to store the same blobs ({_cpu_parts(s)}); other tenants of the machine took "
         f"{_s(get(p, 'cpu', 'others_s'), 1)} and {_s(get(s, 'cpu', 'others_s'), 1)} during those two runs "
         "(figures other than wall times are the last run's). "
-        f"Part of each copy is fixed overhead: a skopeo copy with nothing to transfer (the naive loop's "
-        f"re-run, {fmt(warm_naive.get('workers'))} at a time as here) still took "
-        f"{_s(warm_naive.get('copy_seconds_mean'), 3)}, "
-        f"{_pct(ratio(warm_naive.get('copy_seconds_mean'), skopeo.get('seconds_mean')))} of a cold copy's "
-        f"{_s(skopeo.get('seconds_mean'), 3)} in the playbook: process start, TLS handshakes, the registry ping "
-        f"and its 401, a HEAD per blob and the manifest PUTs come with each of the {fmt(skopeo.get('calls'))} "
-        "processes. The playbook "
+        + (_skopeo_overhead_text(skopeo, warm_naive) if skopeo.get("calls") else "")
+        + "The playbook "
         f"also verifies by digest before and after each copy ({fmt(get(p, 'backup_registry', 'manifest_head'))} "
         "manifest HEADs in the backup registry) and rewrites every workload, which skopeo sync does not do.",
         "",
-        f"Target: at least {TARGETS['cold_vs_sync']:.0f}× faster than skopeo sync; measured {t['measured']}: "
+        f"Target: at least {TARGETS['cold_vs_sync']:g}× faster than skopeo sync; measured {t['measured']}: "
         f"**{t['verdict']}**.",
     ]
     needed = ratio(s.get("wall_s"), TARGETS["cold_vs_sync"])
     fixed = sum(x for x in (p.get("startup_s"), discover, rewrite, summary) if x)
-    copy_floor = ratio(get(s, "cpu", "ours_s"), nproc)
+    cpu_floor = ratio(get(s if skopeo.get("calls") else p, "cpu", "ours_s"), nproc)
     if t["met"] is False and needed:
         lines += [
             "",
             f"Meeting it needs the whole playbook under {_s(needed)}, {_x(ratio(p.get('wall_s'), needed))} less "
             f"than measured. Without its copy task the playbook already takes {_s(fixed)} (start-up, discovery, "
             f"rewrite, summary){' — over the budget before a single byte is copied' if fixed > needed else ''}; "
-            f"and copying the same images cost skopeo sync {_s(get(s, 'cpu', 'ours_s'), 1)} of CPU, at least "
-            f"{_s(copy_floor, 1)} of wall time on {nproc} cores even if perfectly parallel"
-            f"{', itself over the budget' if copy_floor and copy_floor > needed else ''}. "
-            "So on this machine the target is out of reach for anything that copies through skopeo and these "
-            "registries; it presumes copy parallelism that 2 cores do not have. What would close most of the "
-            "gap to skopeo sync: copy the missing images in one long-lived process instead of one skopeo process "
-            "per image (one `skopeo sync` of a generated list of the missing digests, or blob copies through the "
-            "engine's own HTTP client, which already holds the connections and the credentials; the native copier "
-            "does that). On a machine with more cores "
-            f"the {fmt(skopeo.get('peak_concurrency'))} concurrent copies would contend less; this 2-core machine "
-            "cannot show by how much.",
+            + (f"and copying the same images cost skopeo sync {_s(get(s, 'cpu', 'ours_s'), 1)} of CPU"
+               if skopeo.get("calls") else f"and the run used {_s(get(p, 'cpu', 'ours_s'), 1)} of CPU")
+            + f", at least {_s(cpu_floor, 1)} of wall time on {nproc} cores even if perfectly parallel"
+            f"{', itself over the budget' if cpu_floor and cpu_floor > needed else ''}. "
+            + (_skopeo_gap_text(skopeo) if skopeo.get("calls") else _native_gap_text(p, needed, fixed)),
         ]
     lines += [
         "",
@@ -318,6 +299,67 @@ def cold_text(r: dict) -> str:
         f"than the blobs ({fmt(get(p, 'storage', 'bytes'))} bytes for the playbook): repository links and tags.",
     ]
     return "\n".join(lines)
+
+
+def _skopeo_copy_text(p: dict, s: dict, images: int | None) -> str:
+    skopeo = p.get("skopeo") or {}
+    return (
+        f"The copy task is where the time goes: a logging shim in front of skopeo saw {fmt(skopeo.get('calls'))} "
+        f"skopeo processes, at most {fmt(skopeo.get('peak_concurrency'))} at a time (the engine's limit per source "
+        f"registry), which overlapped {_x(ratio(skopeo.get('seconds_sum'), skopeo.get('span_s')))} on average "
+        f"({_s(skopeo.get('seconds_sum'), 1)} of copy time in a {_s(skopeo.get('span_s'), 1)} span) but each took "
+        f"{_s(skopeo.get('seconds_mean'), 3)}, against {_s(ratio(s.get('wall_s'), images), 3)} per image for "
+        "`skopeo sync` copying serially in one process: the concurrent copies took "
+        f"{_x(ratio(skopeo.get('span_s'), s.get('wall_s')), 2)} the time skopeo sync needed for all the images.")
+
+
+def _skopeo_overhead_text(skopeo: dict, warm_naive: dict) -> str:
+    return (
+        f"Part of each copy is fixed overhead: a skopeo copy with nothing to transfer (the naive loop's "
+        f"re-run, {fmt(warm_naive.get('workers'))} at a time as here) still took "
+        f"{_s(warm_naive.get('copy_seconds_mean'), 3)}, "
+        f"{_pct(ratio(warm_naive.get('copy_seconds_mean'), skopeo.get('seconds_mean')))} of a cold copy's "
+        f"{_s(skopeo.get('seconds_mean'), 3)} in the playbook: process start, TLS handshakes, the registry ping "
+        f"and its 401, a HEAD per blob and the manifest PUTs come with each of the {fmt(skopeo.get('calls'))} "
+        "processes. ")
+
+
+def _native_copy_text(p: dict, s: dict, images: int | None) -> str:
+    backup, synced = p.get("backup_registry") or {}, s.get("backup_registry") or {}
+    return (
+        f"The copy task is where the time goes: the native copier copied the {fmt(images)} images in the "
+        "module's own process, each blob once, looked for in the backup before its upload: "
+        f"{fmt(backup.get('blob_head'))} blob HEADs, {fmt(backup.get('blob_upload_start'))} blob uploads (a POST "
+        f"and a PUT each), {fmt(backup.get('manifest_put'))} manifest PUTs; {fmt(backup.get('total'))} backup "
+        f"registry requests in the whole run, against {fmt(synced.get('total'))} for skopeo sync. The copy task "
+        f"took {_x(ratio(_task(p, 'Copy the images'), s.get('wall_s')), 2)} the time skopeo sync needed for all the "
+        "images.")
+
+
+def _skopeo_gap_text(skopeo: dict) -> str:
+    return (
+        "So on this machine the target is out of reach for anything that copies through skopeo and these "
+        "registries; it presumes copy parallelism that 2 cores do not have. What would close most of the "
+        "gap to skopeo sync: copy the missing images in one long-lived process instead of one skopeo process "
+        "per image (one `skopeo sync` of a generated list of the missing digests, or blob copies through the "
+        "engine's own HTTP client, which already holds the connections and the credentials; the native copier "
+        "does that). On a machine with more cores "
+        f"the {fmt(skopeo.get('peak_concurrency'))} concurrent copies would contend less; this 2-core machine "
+        "cannot show by how much.")
+
+
+def _native_gap_text(p: dict, needed: float, fixed: float) -> str:
+    backup = p.get("backup_registry") or {}
+    registries = sum(get(p, "cpu", "by_process_s", name) or 0 for name in ("registry-backup", "registry-source"))
+    return (
+        f"That leaves {_s(max(0.0, needed - fixed))} for the copy task, which took "
+        f"{_s(_task(p, 'Copy the images'))}. The registries are most of the cost: they used {_s(registries, 1)} of "
+        f"the run's {_s(get(p, 'cpu', 'ours_s'), 1)} of CPU, the backup registry answering "
+        f"{fmt(backup.get('total'))} requests in {_s(backup.get('server_seconds'), 1)} of summed request time. "
+        "What would close it: fewer requests per blob on the backup (a mount-or-upload POST instead of a HEAD "
+        "then a POST saves one in three, but a registry that does not implement mounts answers every such POST "
+        "with an upload, so blobs it already holds would be fetched and sent again), or more cores: more copies "
+        "at a time would share the same busy cores.")
 
 
 def warm_text(r: dict) -> str:
@@ -366,17 +408,16 @@ def warm_text(r: dict) -> str:
         f"{fmt(get(n, 'backup_registry', 'total'))} registry requests and {fmt(get(n, 'api', 'workload_patches'))} "
         "PATCHes" + (" (no-ops for the API server: no workload changed)." if n.get("objects_rewritten") == 0 else "."),
         "",
-        f"Target: at least {TARGETS['warm_vs_sync']:.0f}× faster than the skopeo sync re-run; measured "
+        f"Target: at least {TARGETS['warm_vs_sync']:g}× faster than the skopeo sync re-run; measured "
         f"{tv['warm_vs_sync']['measured']}: **{tv['warm_vs_sync']['verdict']}**.",
     ]
     if tv["warm_vs_sync"]["met"] is False and needed:
         lines += [
             "",
-            f"It needs a re-run under {_s(needed)}, {_x(ratio(p.get('wall_s'), needed))} less than measured, "
-
-            + (f"which is below even a one-task Ansible playbook ({_s(floor_info.get('noop_playbook_s'))}) on this "
-               "machine: no playbook can meet it here. "
-               if (floor_info.get("noop_playbook_s") or 0) > needed else "")
+            f"It needs a re-run under {_s(needed)}, {_x(ratio(p.get('wall_s'), needed))} less than measured"
+            + (f", which is below even a one-task Ansible playbook ({_s(floor_info.get('noop_playbook_s'))}) on "
+               "this machine: no playbook can meet it here. "
+               if (floor_info.get("noop_playbook_s") or 0) > needed else ". ")
             + f"The engine's own pass takes {_s(engine.get('wall_s'))} in-process, "
             f"{_x(ratio(s.get('wall_s'), engine.get('wall_s')))} faster than the sync re-run"
             + (", so the engine meets the target and Ansible's process model is what misses it. "
@@ -460,13 +501,10 @@ def controller_text(r: dict) -> str:
             f"converged in {_s(more.get('converged_s'))}, "
             f"p50 {_s(ml.get('p50'))}, p99 {_s(ml.get('p99'))}, CPU {_s(more.get('cpu_s'))}, peak RSS "
             f"{_mb(more.get('peak_rss_bytes'))}; the Deployments were created in {_s(more.get('create_s'))}. "
-            + (f"More workers lowered the latency ({_x(ratio(get(c, 'latency_s', 'p99'), ml.get('p99')))} at p99) "
-               "and the rewrites kept up with the arrivals: on this machine the default worker count is what "
-               "bounds the p99, not the API server."
-               if (ml.get("p99") or 0) < (get(c, "latency_s", "p99") or 0) else
-               "More workers did not lower the latency: on this machine the API server and etcd, sharing "
-               f"{get(r, 'meta', 'machine', 'nproc')} cores with the creating client and the controller, bound it, "
-               "not the controller's concurrency."),
+            + f"Its p99 was {_x(ratio(ml.get('p99'), get(c, 'latency_s', 'p99')), 2)} the default's. One pair of "
+            "bursts, in a cluster that grew by a burst in between, does not tell the worker count's effect from the "
+            "spread between runs; the default comes from bursts repeated in one lab (the comment on "
+            "`DEFAULT_WORKERS` in `controller/imageclone_controller/config.py`).",
         ]
     lines += [
         "",
@@ -479,9 +517,8 @@ def controller_text(r: dict) -> str:
         more_p99 = get(more, "latency_s", "p99")
         lines += ["", f"The p99 is over by {_s((tv['controller_p99']['value'] or 0) - TARGETS['controller_p99_s'])} "
                   "with the default workers"
-                  + (f"; with `--workers {fmt(more.get('workers'))}` the same burst had a p99 of {_s(more_p99)}, so a "
-                     "higher default (the reconciles are I/O-bound: little CPU, mostly waiting on the PATCH) would "
-                     "close it." if more_p99 is not None and more_p99 <= TARGETS["controller_p99_s"] else ".")]
+                  + (f"; with `--workers {fmt(more.get('workers'))}` the same burst had a p99 of {_s(more_p99)}."
+                     if more_p99 is not None else ".")]
     if idle:
         running, restarted = idle.get("running") or {}, idle.get("restarted") or {}
         per_workload = None

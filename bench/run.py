@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.imageclone.backup.plugins.module_utils import factory
 from bench import contenders, controller, profiling, report
 from bench.env import SOURCE, BenchLab, counts_delta, cpu_delta, machine, referrer_requests, summarize, versions
 from bench.workloads import (
@@ -77,8 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a second burst with the controller's --workers at this (0: skip; default 32, "
                              "twice the controller's default)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) for debugging")
-    parser.add_argument("--copier", choices=("skopeo", "native"), default="skopeo",
-                        help="the playbook's copier (imageclone_copier; default skopeo)")
+    parser.add_argument("--copier", choices=("skopeo", "native"), default=factory.BackupOptions.copier,
+                        help=f"the playbook's copier (imageclone_copier; default {factory.BackupOptions.copier}, "
+                             "the collection's)")
     args = parser.parse_args(argv)
     args.workloads = args.workloads or (100 if args.quick else 1000)
     args.images = args.images or (30 if args.quick else 200)
