@@ -193,3 +193,26 @@ def test_stop_on_failure_keeps_stopping_before_any_rewrite(lab, api, namespace):
 
     assert result.returncode == 2 and UNREACHABLE in result.stdout, result.stdout[-3000:]
     assert images(api, namespace) == before, "nothing is rewritten when the run stops at the first failure"
+
+
+def test_a_warm_rerun_asks_the_source_for_referrers_only_and_with_them_off_for_nothing(lab, api, namespace):
+    """Workloads pinned to verified backups need nothing from upstream. A warm re-run only looks for
+    signatures added since (a tag list per image, at most one probe of the referrers API); with
+    ``referrers`` off it sends the source nothing at all: no pull, no HEAD counted against a rate limit."""
+    populate(lab, api, namespace, broken=False)
+    sources = {image for workload in images(api, namespace).values() for image in workload}
+    extra = variables(lab, [namespace], f"warm/{uuid.uuid4().hex[:8]}")
+    run_playbook(lab, "migrate", extra)
+
+    def source_requests_during(variables_: dict) -> list:
+        mark = len(lab.registry_requests("registry-source"))
+        run = run_playbook(lab, "migrate", variables_)
+        assert recap(run.stdout)["changed"] == 0, run.stdout[-3000:]
+        return lab.registry_requests("registry-source")[mark:]
+
+    assert source_requests_during({**extra, "imageclone_referrers": False}) == []
+    looked = source_requests_during(extra)
+    tag_lists = [r for r in looked if r.path.endswith("/tags/list") or "/tags/list?" in r.path]
+    probes = [r for r in looked if "/referrers/" in r.path]
+    assert len(tag_lists) == len(sources) and len(probes) <= 1, looked
+    assert all(r.method == "GET" for r in looked) and len(looked) == len(tag_lists) + len(probes), looked
