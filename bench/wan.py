@@ -313,4 +313,6 @@ def _targets(r: dict[str, Any]) -> list[str]:
             "upstream, so it is checked; an image referenced by a digest its backup holds, and a workload already "
             f"rewritten to its backup, cost no HEAD. The other {lookups} look for signatures, attestations and "
             "SBOMs added upstream since the copy (a tag list per image, and one probe of the referrers API per "
-            "registry); `referrers: false` drops them."]
+            "registry); `referrers: false` drops them. Each of them waits a round trip of the emulated link "
+            f"({2 * r['setup']['latency_ms_each_way']} ms), so besides Ansible's fixed cost they are what stands "
+            "between the warm run and its floor."]
