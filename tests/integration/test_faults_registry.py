@@ -141,7 +141,7 @@ def test_backup_registry_crash_mid_controller_run_rewrites_only_verified_images_
         wait_for(lambda: log.manifests_written(repository) >= 2, "the first copies to land", interval=0.005)
         crash(iso, "registry-backup")
         timer.mark(f"backup registry crashed after {log.manifests_written(repository)} manifests")
-        # Reconciles in flight ride out a short blip (HEAD and skopeo retries, ~7 s); wait until one gives up.
+        # Reconciles in flight ride out a short blip (HEAD and copier retries); wait until one gives up.
         wait_for(lambda: controller.metric("imageclone_reconcile_failures_total", reason="backup_failed") >= 1,
                  "a reconcile to fail on the outage", timeout=30)
         during = workload_images(admin, namespace)
