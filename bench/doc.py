@@ -232,6 +232,7 @@ def cold_text(r: dict) -> str:
     nproc = get(r, "meta", "machine", "nproc") or 1
     t = {t["id"]: t for t in targets(r)}["cold_vs_sync"]
     skopeo = p.get("skopeo") or {}
+    by_skopeo = bool(skopeo.get("calls"))  # the skopeo copier ran (its shim logged calls), not the native one
     discover, backup, rewrite = _task(p, "List workloads"), _task(p, "Copy the images"), _task(p, "Rewrite a batch")
     summary = _task(p, "Summarize")
     patches = get(p, "api", "workload_patches")
@@ -244,7 +245,7 @@ def cold_text(r: dict) -> str:
         f"{_s(rewrite)} in the rewrite task, which rewrote {fmt(p.get('objects_rewritten'))} workloads (a new module "
         f"process that discovers again, HEADs every backup, then sends its {fmt(patches)} PATCHes, "
         f"{REWRITE_CONCURRENCY} at a time). "
-        + (_skopeo_copy_text(p, s, images) if skopeo.get("calls") else _native_copy_text(p, s, images)),
+        + (_skopeo_copy_text(skopeo, s, images) if by_skopeo else _native_copy_text(p, s, backup, images)),
         "",
         f"Both are CPU-bound on this {nproc}-core machine: during the playbook run the machine was "
         f"{_pct(get(p, 'cpu', 'machine_utilization'))} busy and the lab plus the playbook used "
@@ -252,7 +253,7 @@ def cold_text(r: dict) -> str:
         f"skopeo sync to store the same blobs ({_cpu_parts(s)}); other tenants of the machine took "
         f"{_s(get(p, 'cpu', 'others_s'), 1)} and {_s(get(s, 'cpu', 'others_s'), 1)} during those two runs "
         "(figures other than wall times are the last run's). "
-        + (_skopeo_overhead_text(skopeo, warm_naive) if skopeo.get("calls") else "")
+        + (_skopeo_overhead_text(skopeo, warm_naive) if by_skopeo else "")
         + "The playbook "
         f"also verifies by digest before and after each copy ({fmt(get(p, 'backup_registry', 'manifest_head'))} "
         "manifest HEADs in the backup registry) and rewrites every workload, which skopeo sync does not do.",
@@ -262,7 +263,7 @@ def cold_text(r: dict) -> str:
     ]
     needed = ratio(s.get("wall_s"), TARGETS["cold_vs_sync"])
     fixed = sum(x for x in (p.get("startup_s"), discover, rewrite, summary) if x)
-    cpu_floor = ratio(get(s if skopeo.get("calls") else p, "cpu", "ours_s"), nproc)
+    cpu_floor = ratio(get(s if by_skopeo else p, "cpu", "ours_s"), nproc)
     if t["met"] is False and needed:
         lines += [
             "",
@@ -270,10 +271,10 @@ def cold_text(r: dict) -> str:
             f"than measured. Without its copy task the playbook already takes {_s(fixed)} (start-up, discovery, "
             f"rewrite, summary){' — over the budget before a single byte is copied' if fixed > needed else ''}; "
             + (f"and copying the same images cost skopeo sync {_s(get(s, 'cpu', 'ours_s'), 1)} of CPU"
-               if skopeo.get("calls") else f"and the run used {_s(get(p, 'cpu', 'ours_s'), 1)} of CPU")
+               if by_skopeo else f"and the run used {_s(get(p, 'cpu', 'ours_s'), 1)} of CPU")
             + f", at least {_s(cpu_floor, 1)} of wall time on {nproc} cores even if perfectly parallel"
             f"{', itself over the budget' if cpu_floor and cpu_floor > needed else ''}. "
-            + (_skopeo_gap_text(skopeo) if skopeo.get("calls") else _native_gap_text(p, needed, fixed)),
+            + (_skopeo_gap_text(skopeo) if by_skopeo else _native_gap_text(p, needed, fixed, backup)),
         ]
     lines += [
         "",
@@ -301,8 +302,7 @@ def cold_text(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _skopeo_copy_text(p: dict, s: dict, images: int | None) -> str:
-    skopeo = p.get("skopeo") or {}
+def _skopeo_copy_text(skopeo: dict, s: dict, images: int | None) -> str:
     return (
         f"The copy task is where the time goes: a logging shim in front of skopeo saw {fmt(skopeo.get('calls'))} "
         f"skopeo processes, at most {fmt(skopeo.get('peak_concurrency'))} at a time (the engine's limit per source "
@@ -324,7 +324,7 @@ def _skopeo_overhead_text(skopeo: dict, warm_naive: dict) -> str:
         "processes. ")
 
 
-def _native_copy_text(p: dict, s: dict, images: int | None) -> str:
+def _native_copy_text(p: dict, s: dict, copy_s: float | None, images: int | None) -> str:
     backup, synced = p.get("backup_registry") or {}, s.get("backup_registry") or {}
     return (
         f"The copy task is where the time goes: the native copier copied the {fmt(images)} images in the "
@@ -332,7 +332,7 @@ def _native_copy_text(p: dict, s: dict, images: int | None) -> str:
         f"{fmt(backup.get('blob_head'))} blob HEADs, {fmt(backup.get('blob_upload_start'))} blob uploads (a POST "
         f"and a PUT each), {fmt(backup.get('manifest_put'))} manifest PUTs; {fmt(backup.get('total'))} backup "
         f"registry requests in the whole run, against {fmt(synced.get('total'))} for skopeo sync. The copy task "
-        f"took {_x(ratio(_task(p, 'Copy the images'), s.get('wall_s')), 2)} the time skopeo sync needed for all the "
+        f"took {_x(ratio(copy_s, s.get('wall_s')), 2)} the time skopeo sync needed for all the "
         "images.")
 
 
@@ -348,12 +348,12 @@ def _skopeo_gap_text(skopeo: dict) -> str:
         "cannot show by how much.")
 
 
-def _native_gap_text(p: dict, needed: float, fixed: float) -> str:
+def _native_gap_text(p: dict, needed: float, fixed: float, copy_s: float | None) -> str:
     backup = p.get("backup_registry") or {}
     registries = sum(get(p, "cpu", "by_process_s", name) or 0 for name in ("registry-backup", "registry-source"))
     return (
         f"That leaves {_s(max(0.0, needed - fixed))} for the copy task, which took "
-        f"{_s(_task(p, 'Copy the images'))}. The registries are most of the cost: they used {_s(registries, 1)} of "
+        f"{_s(copy_s)}. The registries are most of the cost: they used {_s(registries, 1)} of "
         f"the run's {_s(get(p, 'cpu', 'ours_s'), 1)} of CPU, the backup registry answering "
         f"{fmt(backup.get('total'))} requests in {_s(backup.get('server_seconds'), 1)} of summed request time. "
         "What would close it: fewer requests per blob on the backup (a mount-or-upload POST instead of a HEAD "
