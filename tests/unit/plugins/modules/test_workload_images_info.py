@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import yaml
 
+from ansible_collections.imageclone.backup.plugins.module_utils import factory
 from ansible_collections.imageclone.backup.plugins.module_utils.adapters import arguments
 from ansible_collections.imageclone.backup.plugins.module_utils.workloads import KINDS
 from ansible_collections.imageclone.backup.plugins.modules import workload_images_info
@@ -39,3 +41,13 @@ def test_option_groups_match_their_doc_fragments():
             assert documented[name]["type"] == spec["type"], name
             assert documented[name].get("aliases", []) == spec.get("aliases", []), name
             assert documented[name].get("default") == spec.get("default"), name
+
+
+def test_the_engines_backup_defaults_are_the_modules():
+    # BackupOptions.from_mapping falls back to these for any option a caller leaves out (the bench's profiling
+    # pass, the engine's tests): a default spelled in both places must not drift, as the copier's could.
+    for field in dataclasses.fields(factory.BackupOptions):
+        if field.default is not dataclasses.MISSING:
+            spec_default = arguments.BACKUP_ARGUMENTS[field.name].get("default")
+            engine_default = list(field.default) if isinstance(field.default, tuple) else field.default
+            assert engine_default == spec_default, field.name
